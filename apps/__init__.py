@@ -1,0 +1,1 @@
+"""Streamlit app: one entry (main.py), one page per role, plus operations."""

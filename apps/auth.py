@@ -1,0 +1,60 @@
+"""Sign-in for the app: users from the database, checked by the same service the CLI and API use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core.auth.users import authenticate
+from core.db.engine import get_engine, session_scope
+from core.db.migrate import require_current
+from core.errors import FinmedError
+
+SESSION_KEY = "finmed_user"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The signed-in person as the pages see them (no ORM object crosses Streamlit reruns)."""
+
+    id: int
+    username: str
+    role: str
+
+
+def current_user() -> SignedIn | None:
+    """The signed-in user of this browser session, or None."""
+    return st.session_state.get(SESSION_KEY)
+
+
+def login_page() -> None:
+    """The sign-in form; on success stores the user in the session and reruns into the app."""
+    st.title("finmed")
+    st.caption("Domain LLM suite for finance and medicine. Sign in to continue.")
+    with st.form("login"):
+        username = st.text_input("Username")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if not submitted:
+        return
+    try:
+        engine = get_engine()
+        require_current(engine)
+        with session_scope(engine) as session:
+            user = authenticate(session, username=username.strip(), password=password)
+            signed = SignedIn(user.id, user.username, user.role) if user else None
+    except FinmedError as exc:
+        st.error(str(exc))
+        return
+    if signed is None:
+        st.error("Unknown user or wrong password.")
+        return
+    st.session_state[SESSION_KEY] = signed
+    st.rerun()
+
+
+def logout() -> None:
+    """Forget the signed-in user and show the sign-in form again."""
+    st.session_state.pop(SESSION_KEY, None)
+    st.rerun()

@@ -1,0 +1,1 @@
+"""Users, password hashing and role checks shared by every face (CLI, API, app)."""

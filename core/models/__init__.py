@@ -1,0 +1,1 @@
+"""Base models: the packaged default, local folders, hub ids, and tiny random models for tests."""

@@ -1,0 +1,1 @@
+"""Review queue, routing policies and the hash-chained audit log."""

@@ -1,0 +1,1 @@
+"""Domain packages (finance, medical); each plugs into core through core.plugins."""

@@ -1,0 +1,1 @@
+"""The finance domain: builds on core through the seams registered in plugin.py."""

@@ -1,0 +1,5 @@
+"""Registers the finance domain with core (entry point `finmed.plugins` in pyproject.toml)."""
+
+from core.plugins import DomainPlugin
+
+plugin = DomainPlugin(name="finance")

