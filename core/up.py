@@ -44,9 +44,11 @@ def prepare(settings: Settings) -> str | None:
 def app_script() -> Path:
     """Path of the Streamlit entry script (located, not imported: core never imports apps)."""
     spec = importlib.util.find_spec("apps")
-    if spec is None or spec.origin is None:
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    script = Path(folders[0]) / "main.py" if folders else None
+    if script is None or not script.is_file():
         raise FinmedError("the apps package is not installed: run `make up` or `pip install -e .`")
-    return Path(spec.origin).parent / "main.py"
+    return script
 
 
 def run_app(settings: Settings, *, port: int, address: str = "127.0.0.1") -> int:
@@ -67,6 +69,8 @@ def run_app(settings: Settings, *, port: int, address: str = "127.0.0.1") -> int
         "false",
         "--server.fileWatcherType",
         "none",
+        "--client.toolbarMode",
+        "minimal",
     ]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
     stopping = False

@@ -26,6 +26,9 @@ class ModelInfo:
         return asdict(self)
 
 
+_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "I8": "int8", "U8": "uint8"}
+
+
 def _count_safetensors(folder: Path) -> tuple[int, str]:
     from safetensors import safe_open
 
@@ -39,7 +42,7 @@ def _count_safetensors(folder: Path) -> tuple[int, str]:
                     n *= dim
                 total += n
                 dtype = str(sl.get_dtype())
-    return total, dtype.lower()
+    return total, _DTYPES.get(dtype, dtype.lower())
 
 
 def model_info(ref: ModelRef) -> ModelInfo:
@@ -59,5 +62,5 @@ def model_info(ref: ModelRef) -> ModelInfo:
         vocab_size=int(config.get("vocab_size", 0)),
         hidden_size=int(config.get("hidden_size", 0)),
         layers=int(config.get("num_hidden_layers", 0)),
-        path=str(folder),
+        path=str(folder.resolve()),
     )

@@ -63,7 +63,7 @@ def test_audit_chain_verifies_and_detects_tampering(db_session: Session) -> None
     db_session.connection().exec_driver_sql(
         "ALTER TABLE audit_events DISABLE TRIGGER ALL" if db_session.bind.dialect.name == "postgresql" else "SELECT 1"
     )
-    db_session.connection().exec_driver_sql("UPDATE audit_events SET actor = 'mallory' WHERE id = %d" % third.id)
+    db_session.connection().exec_driver_sql(f"UPDATE audit_events SET actor = 'mallory' WHERE id = {third.id}")
     db_session.expire_all()
     report = verify_chain(db_session)
     assert not report.ok and report.broken_id == third.id and report.checked == 2
