@@ -50,6 +50,7 @@ def doctor() -> None:
 @app.command()
 def up(
     port: int = typer.Option(None, help="App port (default FINMED_APP_PORT)."),
+    address: str = typer.Option("127.0.0.1", help="Address the app listens on (0.0.0.0 inside a container)."),
     prepare_only: bool = typer.Option(False, "--prepare-only", help="Migrate, prepare the model and admin, then exit."),
 ) -> None:
     """Prepare the embedded default (migrations, base model, first admin) and serve the app until Ctrl-C."""
@@ -60,7 +61,7 @@ def up(
     if password:
         console.print(f"created user admin; password (shown once): [bold]{password}[/]")
     if not prepare_only:
-        raise typer.Exit(run_app(settings, port=port or settings.app_port))
+        raise typer.Exit(run_app(settings, port=port or settings.app_port, address=address))
 
 
 def _mount_plugins() -> None:
