@@ -26,9 +26,10 @@ LABELLED_ID = re.compile(
 )
 PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?![\w])")
 # A name after a label: "Patient: Jane Q. Doe", "Name: O'Brien, Mary".
+_NAME_WORD = r"(?:[A-Z](?:[a-z]*['’-][A-Z])?[a-z]+|[A-Z]\.)"
 NAME = re.compile(
     r"(?P<label>\b(?:Patient|Name|Patient name|Customer|Account holder)\s*:\s*)"
-    r"(?P<name>[A-Z][\w'’-]*\.?(?:,?[ ]+[A-Z][\w'’-]*\.?){0,3})"
+    rf"(?P<name>{_NAME_WORD}(?:,?[ ]+{_NAME_WORD}){{0,3}})"
 )
 
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
