@@ -20,7 +20,7 @@ CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
 # National-ID-like numbers: US SSN (123-45-6789), UK NINO (AB123456C); labelled IDs are handled by LABELLED_ID.
 NATIONAL_ID = re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2}\d{6}[A-D]\b")
 LABELLED_ID = re.compile(
-    r"(?P<label>\b(?:SSN|MRN|NIN|National ID|ID|Passport)(?: no\.?| number)?\s*[:#]\s*)"
+    r"(?P<label>\b(?:SSN|MRN|NIN|National ID|ID|Passport)(?:\s*(?:no\.?|number|#))?\s*[:#]?\s*)"
     r"(?P<value>[A-Z0-9][A-Z0-9-]{4,19})\b",
     re.IGNORECASE,
 )
