@@ -55,6 +55,8 @@ class ReviewCollector(Collector):
                 )
             )
             for domain, created, done in decided:
+                if done is None:
+                    continue
                 durations[domain].append((as_utc(done) - as_utc(created)).total_seconds())
         by_domain: dict[str, Counter[str]] = defaultdict(Counter)
         for state, domain, n in counts:
