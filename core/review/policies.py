@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,3 +232,30 @@ def route(policy: Policy, *, parsed: Mapping[str, Any] | None, output_id: int) -
     if not matched:
         return None
     return Route(matched[0].queue, matched[0].priority, tuple(r.name for r in matched))
+
+
+def domain_policy(
+    domain: str, name: str = "default", *, plugins: Iterable[Any] | None = None, **overrides: Any
+) -> Policy:
+    """The routing policy `name` that the domain plugin `domain` registers in `DomainPlugin.review_policies`.
+
+    A factory there takes parameter overrides as keyword arguments and returns a `Policy`, typically
+    `lambda **o: load_policy(Path(__file__).with_name("review_policy.yaml"), overrides=o)`.
+
+    Raises:
+        NotFoundError: no such domain plugin, or it registers no policy called `name`.
+    """
+    if plugins is None:
+        from core.plugins import load_plugins
+
+        plugins = load_plugins()
+    for plugin in plugins:
+        if plugin.name == domain:
+            if name not in plugin.review_policies:
+                known = ", ".join(plugin.review_policies) or "none"
+                raise NotFoundError(
+                    f"domain '{domain}' registers no review policy '{name}' (registered: {known}); "
+                    "add it to DomainPlugin.review_policies in its plugin.py"
+                )
+            return plugin.review_policies[name](**overrides)
+    raise NotFoundError(f"no domain plugin named '{domain}' is installed")

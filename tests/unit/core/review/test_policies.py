@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import NotFoundError, ValidationError
-from core.review.policies import load_policy, parse_policy, route, sample_draw
+from core.review.policies import domain_policy, load_policy, parse_policy, route, sample_draw
 
 from .helpers import REPO, finance_policy, medical_policy
 
@@ -103,3 +103,16 @@ def test_missing_file_and_unknown_override(tmp_path: Path) -> None:
         load_policy(tmp_path / "nope.yaml")
     with pytest.raises(ValidationError, match="cannot override unknown parameter 'rate'"):
         finance_policy(rate=0.1)
+
+
+def test_domain_policy_through_the_plugin_seam() -> None:
+    from core.plugins import DomainPlugin
+
+    path = REPO / "domains" / "finance" / "review_policy.yaml"
+    plugin = DomainPlugin(name="finance", review_policies={"default": lambda **o: load_policy(path, overrides=o)})
+    policy = domain_policy("finance", plugins=[plugin], audit_rate=0.2)
+    assert policy.name == "finance-default" and policy.params["audit_rate"] == 0.2
+    with pytest.raises(NotFoundError, match="registers no review policy 'strict' \\(registered: default\\)"):
+        domain_policy("finance", "strict", plugins=[plugin])
+    with pytest.raises(NotFoundError, match="no domain plugin named 'legal'"):
+        domain_policy("legal", plugins=[plugin])
