@@ -28,8 +28,8 @@ audit_app = typer.Typer(help="Hash-chained audit log: verify, list.", no_args_is
 AS_USER = typer.Option(..., "--as", envvar="FINMED_USER", help="Act as this user (its role is checked).")
 
 
-def _session_for(username: str):  # type: ignore[no-untyped-def]
-    del username  # resolved inside the session by _user, so a missing user is reported before anything is written
+def _session():  # type: ignore[no-untyped-def]
+    """A committing session on the configured, migrated database (the acting user is resolved inside it)."""
     engine = get_engine()
     require_current(engine)
     return session_scope(engine)
@@ -55,7 +55,7 @@ def queue_cmd(
     limit: int = typer.Option(50, help="At most this many rows."),
 ) -> None:
     """List review items of the queues your role works (compliance and admin see all)."""
-    with _session_for(as_user) as session:
+    with _session() as session:
         rows = queue.list_items(session, user=_user(session, as_user), domain=domain, states=state or None, limit=limit)
         table = Table("id", "domain", "queue", "state", "priority", "reasons", "model", "created")
         for item, output in rows:
@@ -83,7 +83,7 @@ def claim(
     from datetime import timedelta
 
     lease = timedelta(minutes=lease_minutes)
-    with _session_for(as_user) as session:
+    with _session() as session:
         user = _user(session, as_user)
         if item_id is None:
             item = queue.claim_next(session, user=user, domain=domain, lease=lease)
@@ -110,7 +110,7 @@ def decide(
 ) -> None:
     """Record your decision on a claimed item."""
     edited = edited_file.read_text(encoding="utf-8") if edited_file else None
-    with _session_for(as_user) as session:
+    with _session() as session:
         item = queue.decide(
             session, user=_user(session, as_user), item_id=item_id, decision=decision, reason=reason, edited_text=edited
         )
@@ -126,7 +126,7 @@ def export(
 ) -> None:
     """Export review items with outputs and decisions for auditors (compliance, admin)."""
     start = _parse_date(since, "--since")
-    with _session_for(as_user) as session:
+    with _session() as session:
         n = exports.export_items(session, user=_user(session, as_user), since=start, fmt=fmt, out=out)
     console.print(f"wrote {n} items to {out}")
 
@@ -138,7 +138,7 @@ def to_training(
     as_user: str = AS_USER,
 ) -> None:
     """Turn approved and edited items into fine-tuning records (the edit is the target)."""
-    with _session_for(as_user) as session:
+    with _session() as session:
         n = exports.to_training(session, user=_user(session, as_user), domain=domain, out=out)
     console.print(f"wrote {n} training records to {out}")
 
@@ -149,7 +149,7 @@ def verify(
     anchor: str = typer.Option(None, help="A head hash recorded earlier; fails if rows were cut from the end."),
 ) -> None:
     """Walk the hash chain; exit 1 and name the first broken row when it does not verify."""
-    with _session_for(as_user) as session:
+    with _session() as session:
         report = audit_log.verify(session, user=_user(session, as_user), anchor=anchor)
     if report.ok:
         console.print(f"audit chain ok: {report.checked} events, head {report.head}")
@@ -168,7 +168,7 @@ def log_cmd(
 ) -> None:
     """Print audit events, oldest first (compliance, admin)."""
     start = _parse_date(since, "--since") if since else None
-    with _session_for(as_user) as session:
+    with _session() as session:
         events = audit_log.read_events(session, user=_user(session, as_user), since=start, action=action, limit=limit)
         table = Table("id", "time", "actor", "action", "subject", "hash")
         for e in events:
