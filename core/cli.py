@@ -12,6 +12,8 @@ from core.console import console, err_console
 from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.models.cli import app as model_app
+from core.review.cli import app as review_app
+from core.review.cli import audit_app
 from core.settings import get_settings
 
 app = typer.Typer(
@@ -24,6 +26,8 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(users_app, name="users")
+app.add_typer(review_app, name="review")
+app.add_typer(audit_app, name="audit")
 
 _state = {"debug": False}
 

@@ -87,5 +87,5 @@ class AuditEvent(Base):
     subject_type: Mapped[str] = mapped_column(String(64), default="")
     subject_id: Mapped[str] = mapped_column(String(128), default="")
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    prev_hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # a fork would repeat one
     hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select, text
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 import core.db.append_only  # noqa: F401  (installs the ORM append-only guard)
 from core.db.models import AuditEvent
+from core.review.write_lock import begin_write
 
 GENESIS = "0" * 64
 
@@ -38,8 +40,12 @@ def content_hash(
 
 
 def _stamp(event: AuditEvent) -> str:
-    # Timestamps are hashed as ISO text without timezone rendering differences between SQLite and PostgreSQL.
-    return event.created_at.replace(tzinfo=None).isoformat(timespec="microseconds")
+    # Timestamps are hashed as naive UTC ISO text: SQLite returns naive UTC, PostgreSQL an aware value in the
+    # session's time zone, which is converted to UTC first so the hash does not depend on the server's TimeZone.
+    stamp = event.created_at
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(UTC)
+    return stamp.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def record_event(
@@ -53,11 +59,14 @@ def record_event(
 ) -> AuditEvent:
     """Append one event to the chain inside the caller's transaction.
 
-    On PostgreSQL an advisory transaction lock serialises appenders so the chain never forks; SQLite
-    serialises writers itself.
+    Appenders are serialised so the chain never forks: on PostgreSQL by an advisory transaction lock, on SQLite by
+    taking the write lock (`BEGIN IMMEDIATE`) before reading the last hash. The unique index on `prev_hash` refuses
+    a fork in the database even if a caller bypasses this function.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(7243001)"))
+    else:
+        begin_write(session)
     last = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
     from core.db.base import utcnow
 
@@ -92,15 +101,27 @@ class ChainReport:
     checked: int
     broken_id: int | None = None
     reason: str = ""
+    head: str = GENESIS
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Walk every event in id order and check its hash and its link to the previous event."""
+def verify_chain(session: Session, *, anchor: str | None = None) -> ChainReport:
+    """Walk every event in id order and check its hash and its link to the previous event.
+
+    A changed row breaks its own hash; a deleted, inserted or reordered row breaks the next row's link. Removing
+    rows from the very end leaves a shorter valid chain, which only an external record of an earlier head can
+    reveal: pass that head hash as `anchor` and the walk fails unless the anchor is still in the chain.
+    """
     prev = GENESIS
     checked = 0
+    seen_anchor = anchor is None
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
         if event.prev_hash != prev:
-            return ChainReport(False, checked, event.id, "prev_hash does not match the previous row's hash")
+            return ChainReport(
+                False,
+                checked,
+                event.id,
+                "prev_hash does not match the previous row's hash (a row before it was changed, removed or moved)",
+            )
         expected = content_hash(
             prev_hash=event.prev_hash,
             created_at=_stamp(event),
@@ -113,5 +134,8 @@ def verify_chain(session: Session) -> ChainReport:
         if event.hash != expected:
             return ChainReport(False, checked, event.id, "content does not match its hash")
         prev = event.hash
+        seen_anchor = seen_anchor or event.hash == anchor
         checked += 1
-    return ChainReport(True, checked)
+    if not seen_anchor:
+        return ChainReport(False, checked, None, f"anchor {anchor} is not in the chain: rows were removed from its end")
+    return ChainReport(True, checked, head=prev)

@@ -1,0 +1,1 @@
+"""Dataset records and formats, the three-tier filter, augmentation, and PII masking."""
