@@ -53,7 +53,8 @@ def resolve_embedding_model(name: str) -> Path:
     path = default_model_dir() if name == "default" else Path(name).expanduser()
     if not (path / "modules.json").exists() or not (path / "config.json").exists():
         raise SettingsError(
-            f"FINMED_EMBEDDING_MODEL={name!r}: {path} is not a sentence-transformers folder (no modules.json/config.json)"
+            f"FINMED_EMBEDDING_MODEL={name!r}: {path} "
+            "is not a sentence-transformers folder (no modules.json/config.json)"
         )
     return path
 
@@ -76,7 +77,7 @@ class TorchEmbedder:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
-        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
+        self.dim = int(self.model.get_embedding_dimension() or 0)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         if not texts:
@@ -106,7 +107,9 @@ class OnnxEmbedder:
         self.normalize = any(m["type"].endswith("Normalize") for m in modules)
         self.dim = int(pooling["word_embedding_dimension"])
         bert_config = model_dir / "sentence_bert_config.json"
-        self.max_length = int(json.loads(bert_config.read_text()).get("max_seq_length", 256)) if bert_config.exists() else 256
+        self.max_length = (
+            int(json.loads(bert_config.read_text()).get("max_seq_length", 256)) if bert_config.exists() else 256
+        )
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")

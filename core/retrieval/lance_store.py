@@ -17,14 +17,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import lancedb
-import numpy as np
-import pyarrow as pa
-from lancedb.index import FTS
-from lancedb.rerankers import LinearCombinationReranker
+# LanceDB's Rust logger prints deprecation warnings about internal score columns on every hybrid query; errors only.
+os.environ.setdefault("LANCEDB_LOG", "error")
 
-from core.errors import ConflictError, NotFoundError, ValidationError
-from core.retrieval.schema import (
+import lancedb  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+from lancedb.index import FTS  # noqa: E402
+from lancedb.rerankers import LinearCombinationReranker  # noqa: E402
+
+from core.errors import ConflictError, NotFoundError, ValidationError  # noqa: E402
+from core.retrieval.schema import (  # noqa: E402
     CollectionSpec,
     Filter,
     Hit,

@@ -147,7 +147,8 @@ def validate_objects(spec: CollectionSpec, objects: Sequence[StoredObject]) -> N
         seen.add(obj.id)
         if len(obj.vector) != spec.dim:
             raise ValidationError(
-                f"object {obj.id!r}: vector has {len(obj.vector)} dimensions, collection {spec.name!r} expects {spec.dim}"
+                f"object {obj.id!r}: vector has {len(obj.vector)} dimensions, "
+                f"collection {spec.name!r} expects {spec.dim}"
             )
         if not isinstance(obj.text, str):
             raise ValidationError(f"object {obj.id!r}: text must be a string")
