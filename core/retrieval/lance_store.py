@@ -24,9 +24,9 @@ import lancedb  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from lancedb.index import FTS  # noqa: E402
-from lancedb.rerankers import LinearCombinationReranker  # noqa: E402
 
 from core.errors import ConflictError, NotFoundError, ValidationError  # noqa: E402
+from core.retrieval.fusion import relative_score_fusion  # noqa: E402
 from core.retrieval.schema import (  # noqa: E402
     CollectionSpec,
     Filter,
@@ -305,31 +305,12 @@ class LanceStore:
         limit: int = 10,
         filters: Sequence[Filter] = (),
     ) -> list[Hit]:
-        """Hybrid search fused by LanceDB's LinearCombinationReranker on min-max normalised scores.
-
-        That is Weaviate's relativeScoreFusion: both legs scaled to [0, 1], then alpha * vector + (1 - alpha) * BM25,
-        an object missing from one leg scoring 0 there.
-        """
+        """Vector and BM25 legs (each `limit` deep, same filters), fused by relative_score_fusion (Weaviate's)."""
         if not 0.0 <= alpha <= 1.0:
             raise ValidationError(f"alpha must be between 0 and 1, got {alpha}")
-        spec, table, where = self._prepare(collection, tenant, filters, limit)
-        query = self._query_vector(spec, vector)
-        if table is None:
-            return []
-        if not text.strip():
-            return self.vector_search(collection, query, tenant=tenant, limit=limit, filters=filters)
-        builder = (
-            table.search(query_type="hybrid", vector_column_name="vector", fts_columns="text")
-            .vector(query)
-            .text(text)
-            .distance_type("cosine")
-            .ef(self.ef)
-        )
-        if where:
-            builder = builder.where(where, prefilter=True)
-        builder = builder.rerank(LinearCombinationReranker(weight=alpha), normalize="score")
-        rows = builder.select(["id", "text", *spec.fields]).limit(limit).to_arrow()
-        return self._hits(spec, rows, "_relevance_score")
+        vector_hits = self.vector_search(collection, vector, tenant=tenant, limit=limit, filters=filters)
+        keyword_hits = self.bm25_search(collection, text, tenant=tenant, limit=limit, filters=filters)
+        return relative_score_fusion(vector_hits, keyword_hits, alpha=alpha, limit=limit)
 
     def close(self) -> None:
         self._tables.clear()
