@@ -247,9 +247,8 @@ def main() -> None:
     (args.out / "retrieval.json").write_text(json.dumps(summary, indent=2) + "\n")
     with (args.out / "retrieval.md").open("w") as handle:
         handle.write("# Retrieval benchmark\n\n")
-        handle.write(
-            f"Command: `FINMED_DATA_DIR=/tmp/benchvar PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/retrieval.py {' '.join(sys.argv[1:])}`\n\n"
-        )
+        command = "FINMED_DATA_DIR=/tmp/benchvar PYTHONPATH=. HF_HUB_OFFLINE=1 python bench/retrieval.py"
+        handle.write(f"Command: `{command} {' '.join(sys.argv[1:])}`\n\n")
         handle.write(
             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs shared with other jobs "
             "(numbers are noisier and slower than on a quiet machine).\n\n"
@@ -268,7 +267,8 @@ def main() -> None:
                 f"{r['hybrid_p50_ms']:.1f} / {r['hybrid_p95_ms']:.1f} | {r['recall_at_10']:.3f} |\n"
             )
         handle.write(
-            f"\nCorpus: seeded synthetic finance/medical sentences; the first {min(args.corpus_embed_n, n_max)} embedded "
+            f"\nCorpus: seeded synthetic finance/medical sentences; the first {min(args.corpus_embed_n, n_max)} "
+            "embedded "
             "with the real MiniLM-L6 (ONNX Runtime), the rest given seeded mixtures of two real embeddings plus noise "
             "(see `corpus_vectors`). Query latency excludes embedding the query; each query set runs twice and the "
             "second pass is measured. Vector index: IVF_HNSW_SQ (cosine), BM25: Lance native FTS, hybrid: "
