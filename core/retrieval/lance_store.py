@@ -23,15 +23,16 @@ os.environ.setdefault("LANCEDB_LOG", "error")
 import lancedb  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-from lancedb.index import FTS  # noqa: E402
+from lancedb.index import FTS, BTree, HnswSq  # noqa: E402
 
 from core.errors import ConflictError, NotFoundError, ValidationError  # noqa: E402
 from core.retrieval.fusion import relative_score_fusion  # noqa: E402
-from core.retrieval.schema import (  # noqa: E402
+from core.retrieval.schema import (
     CollectionSpec,
     Filter,
     Hit,
     StoredObject,
+    Vector,  # noqa: E402
     check_collection_name,
     check_tenant,
     validate_filters,
@@ -190,6 +191,7 @@ class LanceStore:
             data[name] = [obj.metadata.get(name) for obj in objects]
         batch = pa.table(data, schema=self._arrow_schema(spec))
         table = self._table(collection, tenant, create=True)
+        assert table is not None  # create=True always gives a table
         table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
         return len(objects)
 
@@ -211,14 +213,10 @@ class LanceStore:
         rows = table.count_rows()
         has_vector_index = any(idx.columns == ["vector"] for idx in table.list_indices())
         if not has_vector_index and rows >= self.index_min_rows:
-            table.create_index(
-                metric="cosine",
-                vector_column_name="vector",
-                index_type="IVF_HNSW_SQ",
-                num_partitions=max(1, rows // ROWS_PER_PARTITION),
-            )
+            config = HnswSq(distance_type="cosine", num_partitions=max(1, rows // ROWS_PER_PARTITION))
+            table.create_index("vector", config=config)
         if not any(idx.columns == ["id"] for idx in table.list_indices()) and rows >= self.index_min_rows:
-            table.create_scalar_index("id", index_type="BTREE")
+            table.create_index("id", config=BTree())
         table.optimize()
 
     # ----- reads -------------------------------------------------------------------------------------------
@@ -252,7 +250,7 @@ class LanceStore:
             raise ValidationError(f"limit must be at least 1, got {limit}")
         return spec, self._table(collection, tenant), filters_to_sql(filters)
 
-    def _query_vector(self, spec: CollectionSpec, vector: Sequence[float]) -> np.ndarray:
+    def _query_vector(self, spec: CollectionSpec, vector: Vector) -> np.ndarray:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)  # (dim,)
         if query.shape[0] != spec.dim:
             raise ValidationError(
@@ -270,7 +268,7 @@ class LanceStore:
         return {hit.id: hit for hit in self._hits(spec, rows, None)}
 
     def vector_search(
-        self, collection: str, vector: Sequence[float], *, tenant: str, limit: int = 10, filters: Sequence[Filter] = ()
+        self, collection: str, vector: Vector, *, tenant: str, limit: int = 10, filters: Sequence[Filter] = ()
     ) -> list[Hit]:
         spec, table, where = self._prepare(collection, tenant, filters, limit)
         query = self._query_vector(spec, vector)
@@ -298,7 +296,7 @@ class LanceStore:
         self,
         collection: str,
         text: str,
-        vector: Sequence[float],
+        vector: Vector,
         *,
         tenant: str,
         alpha: float = 0.5,

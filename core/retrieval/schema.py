@@ -8,11 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from core.errors import ValidationError
 
 FieldType = Literal["str", "int", "float", "bool"]
 FilterOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in"]
 SearchMode = Literal["vector", "bm25", "hybrid"]
+Vector = Sequence[float] | np.ndarray  # shape (dim,)
 
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float), "bool": bool}
 RESERVED_FIELDS = frozenset({"id", "text", "vector", "record_id", "tenant", "score"})
@@ -88,7 +91,7 @@ class StoredObject:
 
     id: str
     text: str
-    vector: Sequence[float]
+    vector: Vector
     metadata: Mapping[str, object] = field(default_factory=dict)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from core.retrieval.schema import CollectionSpec, Filter, Hit, StoredObject
+from core.retrieval.schema import CollectionSpec, Filter, Hit, StoredObject, Vector
 from core.settings import Settings
 
 
@@ -57,7 +57,7 @@ class VectorStore(Protocol):
         ...
 
     def vector_search(
-        self, collection: str, vector: Sequence[float], *, tenant: str, limit: int = 10, filters: Sequence[Filter] = ()
+        self, collection: str, vector: Vector, *, tenant: str, limit: int = 10, filters: Sequence[Filter] = ()
     ) -> list[Hit]:
         """Nearest objects by cosine similarity to `vector` (shape (dim,)), best first."""
         ...
@@ -72,7 +72,7 @@ class VectorStore(Protocol):
         self,
         collection: str,
         text: str,
-        vector: Sequence[float],
+        vector: Vector,
         *,
         tenant: str,
         alpha: float = 0.5,

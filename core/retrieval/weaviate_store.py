@@ -21,6 +21,7 @@ from core.retrieval.schema import (
     Filter,
     Hit,
     StoredObject,
+    Vector,
     check_collection_name,
     check_tenant,
     validate_filters,
@@ -196,7 +197,7 @@ class WeaviateStore:
         return hits
 
     @staticmethod
-    def _vector(spec: CollectionSpec, vector: Sequence[float]) -> list[float]:
+    def _vector(spec: CollectionSpec, vector: Vector) -> list[float]:
         values = [float(v) for v in vector]
         if len(values) != spec.dim:
             raise ValidationError(
@@ -260,7 +261,7 @@ class WeaviateStore:
         return {hit.id: hit for hit in self._hits(spec, result.objects, None)}
 
     def vector_search(
-        self, collection: str, vector: Sequence[float], *, tenant: str, limit: int = 10, filters: Sequence[Filter] = ()
+        self, collection: str, vector: Vector, *, tenant: str, limit: int = 10, filters: Sequence[Filter] = ()
     ) -> list[Hit]:
         from weaviate.classes.query import MetadataQuery
 
@@ -300,7 +301,7 @@ class WeaviateStore:
         self,
         collection: str,
         text: str,
-        vector: Sequence[float],
+        vector: Vector,
         *,
         tenant: str,
         alpha: float = 0.5,

@@ -68,3 +68,17 @@ def test_bad_input_names_the_line_and_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"mixed.jsonl:2: field 'level' is str here but int earlier"):
         runner.invoke(app, ["index", "build", "--collection", "cases", "--in", str(mixed)], catch_exceptions=False)
     assert LanceStore(get_settings().lancedb_dir).list_collections() == []
+
+
+def test_doctor_reports_collections_and_counts(minilm_embedder) -> None:
+    from core.doctor import check_vectors
+    from core.retrieval.schema import CollectionSpec, StoredObject
+
+    settings = get_settings()
+    assert "created on first" in check_vectors(settings)[0].detail
+    store = LanceStore(settings.lancedb_dir)
+    store.create_collection(CollectionSpec("reports", 384))
+    vectors = minilm_embedder.encode(["a", "b"])
+    store.upsert("reports", [StoredObject("r1", "a", vectors[0]), StoredObject("r2", "b", vectors[1])], tenant="h1")
+    check = check_vectors(settings)[0]
+    assert check.ok and "reports (2 objects)" in check.detail
