@@ -44,6 +44,7 @@ class WeaviateStore:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._specs: dict[str, CollectionSpec] = {}  # read once per store; saves a round trip per operation
 
     @classmethod
     def connect(cls, url: str, *, grpc_port: int = 50051) -> WeaviateStore:
@@ -118,6 +119,8 @@ class WeaviateStore:
         return spec
 
     def get_collection(self, name: str) -> CollectionSpec:
+        if name in self._specs:
+            return self._specs[name]
         wname = _weaviate_name(name)
         if not self.client.collections.exists(wname):
             raise NotFoundError(
@@ -126,11 +129,13 @@ class WeaviateStore:
             )
         config = self.client.collections.use(wname).config.get()
         try:
-            return CollectionSpec.from_dict(json.loads(config.description or ""))
+            spec = CollectionSpec.from_dict(json.loads(config.description or ""))
         except (ValueError, KeyError):
             raise FinmedError(
                 f"Weaviate collection {wname} was not created by finmed (no schema in its description)"
             ) from None
+        self._specs[name] = spec
+        return spec
 
     def list_collections(self) -> list[str]:
         names = self.client.collections.list_all(simple=True)
@@ -139,6 +144,7 @@ class WeaviateStore:
     def drop_collection(self, name: str) -> None:
         self.get_collection(name)
         self.client.collections.delete(_weaviate_name(name))
+        self._specs.pop(name, None)
 
     def tenants(self, collection: str) -> list[str]:
         self.get_collection(collection)
