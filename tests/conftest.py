@@ -134,3 +134,12 @@ def default_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from core.models.default import pull_default
 
     return pull_default(REPO / "var" / "models")
+
+
+@pytest.fixture(scope="session")
+def minilm_embedder(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201  (core.retrieval.embeddings.Embedder)
+    """The real MiniLM-L6 embedder on ONNX Runtime (exported once per run into a temporary models folder)."""
+    from core.retrieval.embeddings import load_embedder
+    from core.settings import load_settings
+
+    return load_embedder(load_settings(data_dir=tmp_path_factory.mktemp("embedding-var")), backend="onnx")
