@@ -12,9 +12,9 @@ from core.console import console, err_console
 from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.models.cli import app as model_app
+from core.retrieval.cli import app as index_app
 from core.review.cli import app as review_app
 from core.review.cli import audit_app
-from core.retrieval.cli import app as index_app
 from core.settings import get_settings
 
 app = typer.Typer(
