@@ -12,6 +12,7 @@ from core.console import console, err_console
 from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.models.cli import app as model_app
+from core.serving.cli import app as serve_app
 from core.settings import get_settings
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(users_app, name="users")
+app.add_typer(serve_app, name="serve")
 
 _state = {"debug": False}
 
