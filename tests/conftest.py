@@ -134,3 +134,11 @@ def default_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from core.models.default import pull_default
 
     return pull_default(REPO / "var" / "models")
+
+
+@pytest.fixture(scope="session")
+def tiny_genai_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model exported to an ONNX Runtime GenAI folder at int4 (model builder), built once per run."""
+    from core.serving.build_onnx import build_genai_folder
+
+    return build_genai_folder(tiny_model_dir, tmp_path_factory.mktemp("genai") / "tiny-int4", precision="int4")

@@ -19,9 +19,9 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DatabaseError, FinmedError, NotFoundError
 from core.serving.batcher import ModelWorker, QueueFull

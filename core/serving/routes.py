@@ -125,7 +125,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     prompts = body.prompts()
     reqs = [build_request(worker, p, body, body.max_tokens) for p in prompts]
     rid, created, started = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), time.perf_counter()
-    timeout = worker.spec.timeout_s
+    timeout = body.timeout(worker.spec.timeout_s)
     if body.stream:
         if len(reqs) != 1:
             raise ValidationError("stream=true takes a single prompt, not a list")
@@ -167,7 +167,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     req = build_request(worker, prompt, body, body.max_completion_tokens or body.max_tokens)
     rid, created, started = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), time.perf_counter()
     base = {"id": rid, "created": created, "model": body.model}
-    timeout = worker.spec.timeout_s
+    timeout = body.timeout(worker.spec.timeout_s)
     if body.stream:
         pieces = worker.open_stream(req, timeout)
 

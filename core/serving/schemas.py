@@ -25,6 +25,9 @@ class _SamplingFields(BaseModel):
     guided_regex: str | None = Field(None, max_length=2000, description="vLLM extension: output matches regex.")
     guided_choice: list[str] | None = Field(None, min_length=1, max_length=100, description="Output is one of.")
     user: str | None = Field(None, max_length=256)
+    request_timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="finmed extension: answer 504 sooner than the model's timeout_s."
+    )
 
     @field_validator("stop")
     @classmethod
@@ -35,6 +38,10 @@ class _SamplingFields(BaseModel):
         if len(stops) > 4 or any(not s or len(s) > 64 for s in stops):
             raise ValueError("give at most 4 stop strings of 1-64 characters")
         return stops
+
+    def timeout(self, model_timeout_s: float) -> float:
+        """The effective timeout: the model's, or the request's when that is shorter."""
+        return min(model_timeout_s, self.request_timeout_s or model_timeout_s)
 
     def stop_list(self) -> tuple[str, ...]:
         """Stop strings as a tuple (empty when none)."""
