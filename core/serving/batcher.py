@@ -12,6 +12,8 @@ continuous-batching Engine (og.Engine, 0.18) is experimental and has no Python d
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
 import time
 from collections import deque
@@ -22,6 +24,8 @@ from core.errors import FinmedError
 from core.serving.config import ModelSpec
 from core.serving.engine import GenRequest, LoadedModel
 from core.serving.metrics import ServingMetrics
+
+log = logging.getLogger("finmed.serving")
 
 
 class QueueFull(FinmedError):
@@ -40,7 +44,7 @@ class RequestTimeout(FinmedError):
     http_status = 504
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     req: GenRequest
     arrived: float
@@ -48,6 +52,7 @@ class _Pending:
     error: BaseException | None = None
     finished_at: float | None = None
     on_done: Callable[[], None] | None = None
+    running: bool = False
 
 
 class ModelWorker:
@@ -127,7 +132,12 @@ class ModelWorker:
         name = self.spec.name
         m = self.metrics
         while True:
-            batch = self._take_batch()
+            try:
+                batch = self._take_batch()
+            except Exception:  # noqa: BLE001  (a bug here must not silently stop the model's only worker)
+                log.exception("batcher of model %s failed to form a batch", name)
+                time.sleep(0.1)
+                continue
             if batch is None:
                 return
             if not batch:
@@ -135,21 +145,33 @@ class ModelWorker:
             m.batch_size.labels(name).observe(len(batch))
             m.requests_running.labels(name).set(len(batch))
             started = time.perf_counter()
-            error: BaseException | None = None
+            for p in batch:
+                p.running = True
+                p.req.on_finish = functools.partial(self._complete, p, None)
             try:
                 self.model.generate([p.req for p in batch])
+                error: BaseException | None = None
             except BaseException as exc:  # noqa: BLE001  (handed to every waiting request, never lost)
                 error = exc
-            finished = time.perf_counter()
-            self._avg_batch_seconds = 0.8 * self._avg_batch_seconds + 0.2 * (finished - started)
-            m.requests_running.labels(name).set(0)
+            self._avg_batch_seconds = 0.8 * self._avg_batch_seconds + 0.2 * (time.perf_counter() - started)
             for p in batch:
-                p.error = error
-                p.finished_at = finished
-                self._observe(p)
-                p.done.set()
-                if p.on_done is not None:
-                    p.on_done()
+                self._complete(p, error)
+
+    def _complete(self, p: _Pending, error: BaseException | None) -> None:
+        """Answer `p` (once): record metrics, wake its waiter."""
+        if p.done.is_set():
+            return
+        p.error = error
+        p.finished_at = time.perf_counter()
+        if p.running:
+            self.metrics.requests_running.labels(self.spec.name).dec()
+        self._observe(p)
+        p.done.set()
+        if p.on_done is not None:
+            try:
+                p.on_done()
+            except RuntimeError:  # the waiting event loop has closed (client and server gone)
+                pass
 
     def _observe(self, p: _Pending) -> None:
         name, m, req = self.spec.name, self.metrics, p.req

@@ -49,13 +49,14 @@ class Constraint:
         return "(" + "|".join(re.escape(c) for c in self.value) + ")"
 
 
-@dataclass
+@dataclass(eq=False)
 class GenRequest:
     """One request inside a batch: inputs, sampling, and the result fields the engine fills in.
 
     Attributes:
         prompt_ids: (prompt_len,) int32 token ids.
         on_text: called from the engine thread with each new piece of text (streaming); None to skip.
+        on_finish: called from the engine thread as soon as this row is finished.
         cancelled: set by the server when the client went away or the request timed out.
     """
 
@@ -70,6 +71,7 @@ class GenRequest:
     seed: int | None = None
     constraint: Constraint | None = None
     on_text: Callable[[str], None] | None = None
+    on_finish: Callable[[], None] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     # filled in by the engine
     token_ids: list[int] = field(default_factory=list)
@@ -79,10 +81,16 @@ class GenRequest:
     first_token_at: float | None = None
     token_times: list[float] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.constraint is not None:
+            self.min_new_tokens = 0  # the constraint decides where the output ends
+
     def batch_key(self) -> tuple[Any, ...]:
         """Requests may share a batch only when their search options and constraint are the same."""
         sampling = (self.temperature, self.top_p, self.top_k, self.seed) if self.do_sample else ()
-        return (self.do_sample, sampling, self.constraint, self.min_new_tokens)
+        # min_tokens is a testing/benchmark aid: rows that set it share a batch, and the batch's largest applies
+        # (each row still stops at its own max_new_tokens), so requests without it never get EOS suppressed.
+        return (self.do_sample, sampling, self.constraint, self.min_new_tokens > 0)
 
 
 class _Row:
@@ -124,6 +132,8 @@ class _Row:
         if upto > self.emitted and self.req.on_text is not None:
             self.req.on_text(self.req.text[self.emitted : upto])
         self.emitted = upto
+        if final and self.req.on_finish is not None:
+            self.req.on_finish()  # answer this row now, while longer rows of the batch keep generating
 
 
 class LoadedModel:
@@ -186,8 +196,8 @@ class LoadedModel:
             ids[i, : len(req.prompt_ids)] = req.prompt_ids
         params = og.GeneratorParams(self.model)
         options: dict[str, Any] = dict(max_length=max_length, batch_size=len(batch), do_sample=first.do_sample)
-        if min(r.min_new_tokens for r in batch) > 0:
-            options["min_length"] = longest + min(r.min_new_tokens for r in batch)
+        if first.min_new_tokens > 0:
+            options["min_length"] = longest + max(r.min_new_tokens for r in batch)
         if first.do_sample:
             options.update(temperature=first.temperature, top_p=first.top_p, top_k=first.top_k)
             if first.seed is not None:

@@ -108,7 +108,9 @@ def test_timeout_answers_504_and_frees_the_slot(server) -> None:  # type: ignore
     assert time.perf_counter() - started < 5
     # the slot is free: with max_queue 1 the next request is accepted and answered
     deadline = time.monotonic() + 5
-    while _value(_metrics(server), "finmed:num_requests_running", model_name="tiny-one") and time.monotonic() < deadline:
+    while (
+        _value(_metrics(server), "finmed:num_requests_running", model_name="tiny-one") and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
     assert _value(_metrics(server), "finmed:num_requests_running", model_name="tiny-one") == 0
     ok = httpx.post(
@@ -173,9 +175,13 @@ def test_malformed_bodies_get_4xx_and_the_server_keeps_serving(server) -> None: 
 
 def test_stop_strings_and_constrained_output(server) -> None:  # type: ignore[no-untyped-def]
     client = _oa(server)
-    full = client.completions.create(
-        model="tiny", prompt=PROMPTS[1], max_tokens=24, temperature=0, extra_body={"min_tokens": 24}
-    ).choices[0].text
+    full = (
+        client.completions.create(
+            model="tiny", prompt=PROMPTS[1], max_tokens=24, temperature=0, extra_body={"min_tokens": 24}
+        )
+        .choices[0]
+        .text
+    )
     stop = full[len(full) // 2 : len(full) // 2 + 2]
     cut = client.completions.create(
         model="tiny", prompt=PROMPTS[1], max_tokens=24, temperature=0, stop=[stop], extra_body={"min_tokens": 24}
@@ -196,7 +202,9 @@ def test_stop_strings_and_constrained_output(server) -> None:  # type: ignore[no
 def test_metrics_are_exposed_with_sane_values(server) -> None:  # type: ignore[no-untyped-def]
     client = _oa(server)
     for prompt in PROMPTS[:3]:
-        client.completions.create(model="tiny", prompt=prompt, max_tokens=6, temperature=0, extra_body={"min_tokens": 6})
+        client.completions.create(
+            model="tiny", prompt=prompt, max_tokens=6, temperature=0, extra_body={"min_tokens": 6}
+        )
     m = _metrics(server)
     tiny = {"model_name": "tiny"}
     assert _value(m, "finmed:num_requests_running", **tiny) == 0
