@@ -51,7 +51,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     finished_at: float | None = None
-    on_done: Callable[[], None] | None = None
+    on_done: Callable[[], object] | None = None
     running: bool = False
 
 
@@ -70,7 +70,7 @@ class ModelWorker:
         self._thread.start()
 
     # ---- submit side (any thread) -------------------------------------------------------------------------
-    def submit(self, req: GenRequest, on_done: Callable[[], None] | None = None) -> _Pending:
+    def submit(self, req: GenRequest, on_done: Callable[[], object] | None = None) -> _Pending:
         """Queue `req`; raises QueueFull when max_queue requests are already waiting.
 
         `on_done` is called from the worker thread once the request's batch has finished.
