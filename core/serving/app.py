@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from core.errors import DatabaseError, FinmedError, NotFoundError
 from core.serving.batcher import ModelWorker, QueueFull
 from core.serving.config import ServeConfig, resolve_model_folder
-from core.serving.engine import LoadedModel
+from core.serving.engine import GenRequest, LoadedModel
 from core.serving.metrics import ServingMetrics
 
 log = logging.getLogger("finmed.serving")
@@ -87,6 +88,25 @@ class ServingState:
         if name not in self.workers:
             raise NotFoundError(f"model {name!r} is not served here; available: {', '.join(sorted(self.workers))}")
         return self.workers[name]
+
+    async def generate(self, model: str, prompt: str, **options: Any) -> GenRequest:
+        """Generate in-process through the model's batcher (for domain routes such as /v1/finance/score).
+
+        Args:
+            model: version name.
+            prompt: full prompt text (already templated).
+            **options: the OpenAI/vLLM sampling fields: max_tokens, temperature, stop, guided_choice, ...
+
+        Returns:
+            The finished request (text, token_ids, finish_reason).
+        """
+        from core.serving.routes import build_request
+        from core.serving.schemas import SamplingFields
+
+        worker = self.worker(model)
+        body = SamplingFields(model=model, **options)
+        req = build_request(worker, prompt, body, body.max_tokens)
+        return await worker.run(req, body.timeout(worker.spec.timeout_s))
 
     def check_key(self, key: str) -> None:
         """Accept an active API key (cached for KEY_CACHE_SECONDS), else raise Unauthorized."""

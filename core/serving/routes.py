@@ -20,7 +20,7 @@ from core.errors import FinmedError, ValidationError
 from core.serving.app import get_state
 from core.serving.batcher import ModelWorker
 from core.serving.engine import Constraint, GenRequest
-from core.serving.schemas import ChatCompletionRequest, CompletionRequest, _SamplingFields
+from core.serving.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 
 log = logging.getLogger("finmed.serving")
 router = APIRouter(prefix="/v1")
@@ -29,7 +29,7 @@ DEFAULT_MAX_TOKENS = 16
 CHARS_PER_TOKEN = 4  # prompts longer than max_prompt_tokens * this are refused before tokenising
 
 
-def build_request(worker: ModelWorker, prompt: str, body: _SamplingFields, max_tokens: int | None) -> GenRequest:
+def build_request(worker: ModelWorker, prompt: str, body: SamplingFields, max_tokens: int | None) -> GenRequest:
     """Validate limits and turn prompt text plus sampling fields into an engine request.
 
     Raises:

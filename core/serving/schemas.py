@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-class _SamplingFields(BaseModel):
+class SamplingFields(BaseModel):
     """Fields shared by /v1/completions and /v1/chat/completions."""
 
     model_config = ConfigDict(extra="ignore")
@@ -48,7 +48,7 @@ class _SamplingFields(BaseModel):
         return tuple(self.stop or ())  # type: ignore[arg-type]
 
 
-class CompletionRequest(_SamplingFields):
+class CompletionRequest(SamplingFields):
     """POST /v1/completions."""
 
     prompt: str | list[str] = Field(description="Prompt text, or a list of prompts (one choice each).")
@@ -73,7 +73,7 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class ChatCompletionRequest(_SamplingFields):
+class ChatCompletionRequest(SamplingFields):
     """POST /v1/chat/completions."""
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)

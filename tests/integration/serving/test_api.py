@@ -226,3 +226,18 @@ def test_metrics_are_exposed_with_sane_values(server) -> None:  # type: ignore[n
     assert _value(m, "finmed:model_load_seconds", model_name="tiny", device="cpu") > 0
     assert ("finmed:model_memory_bytes", (("model_name", "tiny"),)) in m
     assert _value(m, "finmed:request_errors_total", kind="invalid_request") >= 1  # from the malformed-body test
+
+
+def test_in_process_generate_for_domain_routes(server) -> None:  # type: ignore[no-untyped-def]
+    """Domain routes generate through ServingState.generate, sharing the same batcher and limits."""
+    state = server.app.state.serving
+    over_http = _oa(server).completions.create(model="tiny", prompt=PROMPTS[2], max_tokens=6, temperature=0)
+
+    async def run():  # type: ignore[no-untyped-def]
+        return await state.generate("tiny", PROMPTS[2], max_tokens=6, temperature=0)
+
+    # the worker answers on the server's event loop thread-safely; a fresh loop here is fine
+    done = asyncio.run(run())
+    assert done.text == over_http.choices[0].text
+    with pytest.raises(Exception, match="not served here"):
+        asyncio.run(state.generate("nope", "x"))
