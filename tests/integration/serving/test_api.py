@@ -241,3 +241,28 @@ def test_in_process_generate_for_domain_routes(server) -> None:  # type: ignore[
     assert done.text == over_http.choices[0].text
     with pytest.raises(Exception, match="not served here"):
         asyncio.run(state.generate("nope", "x"))
+
+
+def test_cancelled_stream_frees_its_slot(server) -> None:  # type: ignore[no-untyped-def]
+    """A client that walks away mid-stream stops its row; the one-slot model serves the next request."""
+    body = {"model": "tiny-one", "prompt": "Impression:", "stream": True, **LONG}
+    finished = _value(_metrics(server), "finmed:request_success_total", model_name="tiny-one", finished_reason="length")
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
+        with http.stream("POST", "/v1/completions", json=body) as response:
+            assert response.status_code == 200
+            next(response.iter_lines())  # first chunk arrived; now hang up
+    deadline = time.monotonic() + 10
+    while (
+        _value(_metrics(server), "finmed:num_requests_running", model_name="tiny-one") and time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
+    assert _value(_metrics(server), "finmed:num_requests_running", model_name="tiny-one") == 0
+    # the row was cancelled, not run to its 400 tokens (a finished row would count as finished_reason=length)
+    after = _value(_metrics(server), "finmed:request_success_total", model_name="tiny-one", finished_reason="length")
+    assert after == finished
+    ok = httpx.post(
+        f"{server.url}/v1/completions",
+        json={"model": "tiny-one", "prompt": "Impression:", "max_tokens": 4, "temperature": 0},
+        headers=server.headers,
+    )
+    assert ok.status_code == 200
