@@ -15,6 +15,7 @@ from core.models.cli import app as model_app
 from core.retrieval.cli import app as index_app
 from core.review.cli import app as review_app
 from core.review.cli import audit_app
+from core.serving.cli import app as serve_app
 from core.settings import get_settings
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 app.add_typer(index_app, name="index")
+app.add_typer(serve_app, name="serve")
 
 _state = {"debug": False}
 

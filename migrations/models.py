@@ -2,3 +2,4 @@
 
 import core.db.models  # noqa: F401
 import core.review.models  # noqa: F401
+import core.serving.keys  # noqa: F401

@@ -1,0 +1,258 @@
+"""Dynamic batching per model: a bounded queue, batches that close at max_batch_size or max_wait_ms, timeouts.
+
+One worker thread per model pulls requests from its queue and runs them through the engine as one batch. The
+asyncio side (the HTTP app) submits a request and awaits it; a full queue raises QueueFull (429), a request
+still unanswered after its timeout raises RequestTimeout (504) and is marked cancelled, so the engine drops its
+row and, when no live row is left, stops the batch: the slot is free again.
+
+Hand-written because no maintained library batches onnxruntime-genai generators for us; the runtime's own
+continuous-batching Engine (og.Engine, 0.18) is experimental and has no Python documentation to build on yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from core.errors import FinmedError
+from core.serving.config import ModelSpec
+from core.serving.engine import GenRequest, LoadedModel
+from core.serving.metrics import ServingMetrics
+
+log = logging.getLogger("finmed.serving")
+
+
+class QueueFull(FinmedError):
+    """The model's queue holds max_queue requests; the client should retry after `retry_after` seconds."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestTimeout(FinmedError):
+    """The request was not answered within its timeout."""
+
+    http_status = 504
+
+
+@dataclass(eq=False)
+class _Pending:
+    req: GenRequest
+    arrived: float
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    finished_at: float | None = None
+    on_done: Callable[[], object] | None = None
+    running: bool = False
+
+
+class ModelWorker:
+    """The queue and batching thread of one loaded model."""
+
+    def __init__(self, model: LoadedModel, spec: ModelSpec, metrics: ServingMetrics) -> None:
+        self.model = model
+        self.spec = spec
+        self.metrics = metrics
+        self._queue: deque[_Pending] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._avg_batch_seconds = 1.0
+        self._thread = threading.Thread(target=self._loop, name=f"serve-{spec.name}", daemon=True)
+        self._thread.start()
+
+    # ---- submit side (any thread) -------------------------------------------------------------------------
+    def submit(self, req: GenRequest, on_done: Callable[[], object] | None = None) -> _Pending:
+        """Queue `req`; raises QueueFull when max_queue requests are already waiting.
+
+        `on_done` is called from the worker thread once the request's batch has finished.
+        """
+        pending = _Pending(req=req, arrived=time.perf_counter(), on_done=on_done)
+        with self._cond:
+            if len(self._queue) >= self.spec.max_queue:
+                retry = max(1, round(self._avg_batch_seconds))
+                raise QueueFull(
+                    f"model {self.spec.name!r} has {len(self._queue)} requests waiting (max_queue "
+                    f"{self.spec.max_queue}); retry after {retry} s",
+                    retry_after=retry,
+                )
+            self._queue.append(pending)
+            self.metrics.requests_waiting.labels(self.spec.name).set(len(self._queue))
+            self._cond.notify_all()
+        return pending
+
+    def withdraw(self, pending: _Pending) -> None:
+        """Cancel `pending`: drop it from the queue if still waiting, else let the engine drop its row."""
+        pending.req.cancelled.set()
+        with self._cond:
+            try:
+                self._queue.remove(pending)
+            except ValueError:
+                pass
+            self.metrics.requests_waiting.labels(self.spec.name).set(len(self._queue))
+
+    def close(self) -> None:
+        """Stop the worker thread after the current batch."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    # ---- worker thread ------------------------------------------------------------------------------------
+    def _take_batch(self) -> list[_Pending] | None:
+        spec = self.spec
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            key = self._queue[0].req.batch_key()
+            deadline = self._queue[0].arrived + spec.max_wait_ms / 1000
+            while not self._closed:
+                same = sum(1 for p in self._queue if p.req.batch_key() == key)
+                left = deadline - time.perf_counter()
+                if same >= spec.max_batch_size or left <= 0 or not self._queue:
+                    break
+                self._cond.wait(timeout=left)
+            batch = [p for p in self._queue if p.req.batch_key() == key][: spec.max_batch_size]
+            for p in batch:
+                self._queue.remove(p)
+            self.metrics.requests_waiting.labels(spec.name).set(len(self._queue))
+        return [p for p in batch if not p.req.cancelled.is_set()]
+
+    def _loop(self) -> None:
+        name = self.spec.name
+        m = self.metrics
+        while True:
+            try:
+                batch = self._take_batch()
+            except Exception:  # noqa: BLE001  (a bug here must not silently stop the model's only worker)
+                log.exception("batcher of model %s failed to form a batch", name)
+                time.sleep(0.1)
+                continue
+            if batch is None:
+                return
+            if not batch:
+                continue
+            m.batch_size.labels(name).observe(len(batch))
+            m.requests_running.labels(name).set(len(batch))
+            started = time.perf_counter()
+            for p in batch:
+                p.running = True
+                p.req.on_finish = functools.partial(self._complete, p, None)
+            try:
+                self.model.generate([p.req for p in batch])
+                error: BaseException | None = None
+            except BaseException as exc:  # noqa: BLE001  (handed to every waiting request, never lost)
+                error = exc
+            self._avg_batch_seconds = 0.8 * self._avg_batch_seconds + 0.2 * (time.perf_counter() - started)
+            for p in batch:
+                self._complete(p, error)
+
+    def _complete(self, p: _Pending, error: BaseException | None) -> None:
+        """Answer `p` (once): record metrics, wake its waiter."""
+        if p.done.is_set():
+            return
+        p.error = error
+        p.finished_at = time.perf_counter()
+        if p.running:
+            self.metrics.requests_running.labels(self.spec.name).dec()
+        self._observe(p)
+        p.done.set()
+        if p.on_done is not None:
+            try:
+                p.on_done()
+            except RuntimeError:  # the waiting event loop has closed (client and server gone)
+                pass
+
+    def _observe(self, p: _Pending) -> None:
+        name, m, req = self.spec.name, self.metrics, p.req
+        if p.error is not None or req.cancelled.is_set() or req.started_at is None:
+            return
+        m.queue_time.labels(name).observe(req.started_at - p.arrived)
+        if req.first_token_at is not None:
+            m.ttft.labels(name).observe(req.first_token_at - p.arrived)
+        for a, b in zip(req.token_times, req.token_times[1:], strict=False):
+            m.inter_token.labels(name).observe(b - a)
+        m.prompt_tokens.labels(name).inc(len(req.prompt_ids))
+        m.generation_tokens.labels(name).inc(len(req.token_ids))
+        m.e2e.labels(name).observe((req.token_times[-1] if req.token_times else p.finished_at or p.arrived) - p.arrived)
+        m.requests.labels(name, req.finish_reason or "unknown").inc()
+
+    # ---- asyncio side -------------------------------------------------------------------------------------
+    async def run(self, req: GenRequest, timeout_s: float) -> GenRequest:
+        """Queue `req`, wait for its batch, and return it filled in.
+
+        Raises:
+            QueueFull: the queue is full (429).
+            RequestTimeout: not finished within `timeout_s` (504); the request is cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        pending = self.submit(req, on_done=lambda: loop.call_soon_threadsafe(_resolve, finished))
+        try:
+            await asyncio.wait_for(finished, timeout=timeout_s)
+        except TimeoutError:
+            self.withdraw(pending)
+            raise RequestTimeout(
+                f"model {self.spec.name!r} did not answer within {timeout_s:g} s; retry, or raise timeout_s"
+            ) from None
+        except asyncio.CancelledError:
+            self.withdraw(pending)
+            raise
+        if pending.error is not None:
+            raise pending.error
+        return req
+
+    def open_stream(self, req: GenRequest, timeout_s: float) -> AsyncIterator[str]:
+        """Queue `req` now and return an iterator over its text as it is generated.
+
+        The request is queued before this returns, so QueueFull surfaces as a 429 before any byte is sent.
+        Stopping the iteration (client gone) cancels the request and frees its row.
+
+        Raises:
+            QueueFull: the queue is full.
+        """
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        req.on_text = lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text)
+        pending = self.submit(req, on_done=lambda: loop.call_soon_threadsafe(pieces.put_nowait, None))
+        return self._drain(pending, pieces, timeout_s)
+
+    async def _drain(
+        self, pending: _Pending, pieces: asyncio.Queue[str | None], timeout_s: float
+    ) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError
+                piece = await asyncio.wait_for(pieces.get(), timeout=left)
+                if piece is None:
+                    break
+                yield piece
+        except TimeoutError:
+            self.withdraw(pending)
+            raise RequestTimeout(
+                f"model {self.spec.name!r} did not finish within {timeout_s:g} s; retry, or raise timeout_s"
+            ) from None
+        finally:
+            if not pending.done.is_set():
+                self.withdraw(pending)
+        if pending.error is not None:
+            raise pending.error
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,76 @@
+"""The dynamic batcher on the tiny exported model: batch closing, mixed batch keys, queue bound, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from core.serving.batcher import ModelWorker, QueueFull, RequestTimeout
+from core.serving.config import ModelSpec
+from core.serving.engine import Constraint, GenRequest, LoadedModel
+from core.serving.metrics import ServingMetrics
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_genai_dir: Path) -> LoadedModel:
+    return LoadedModel("tiny", tiny_genai_dir, device="cpu")
+
+
+def _req(model: LoadedModel, text: str, **kw: object) -> GenRequest:
+    return GenRequest(prompt_ids=model.encode(text), **{"max_new_tokens": 6, **kw})  # type: ignore[arg-type]
+
+
+def test_mixed_keys_and_lengths_are_batched_apart_and_match_alone(tiny_loaded: LoadedModel) -> None:
+    metrics = ServingMetrics()
+    worker = ModelWorker(tiny_loaded, ModelSpec(name="tiny", max_batch_size=8, max_wait_ms=200), metrics)
+    texts = ["short", "a much longer prompt about a transaction", "mid length prompt", "x"]
+
+    async def run() -> list[GenRequest]:
+        choice = Constraint("choice", ("low", "high"))
+        reqs = [
+            _req(tiny_loaded, t, min_new_tokens=(6 if i % 2 else 0), constraint=(choice if i == 3 else None))
+            for i, t in enumerate(texts)
+        ]
+        return list(await asyncio.gather(*(worker.run(r, 30) for r in reqs)))
+
+    try:
+        together = asyncio.run(run())
+        sizes = metrics.batch_size.labels("tiny")._sum.get()  # type: ignore[attr-defined]
+        assert sizes == 4  # every request ran, in at most three batches (three batch keys)
+        for i, (text, got) in enumerate(zip(texts, together, strict=True)):
+            alone = _req(tiny_loaded, text, min_new_tokens=got.min_new_tokens, constraint=got.constraint)
+            tiny_loaded.generate([alone])
+            assert alone.token_ids == got.token_ids, i
+        assert together[3].text in ("low", "high")
+        assert len(together[1].token_ids) == 6
+    finally:
+        worker.close()
+
+
+def test_queue_bound_and_timeout(tiny_loaded: LoadedModel) -> None:
+    metrics = ServingMetrics()
+    worker = ModelWorker(tiny_loaded, ModelSpec(name="tiny", max_batch_size=1, max_wait_ms=0, max_queue=1), metrics)
+
+    async def run() -> None:
+        long = [_req(tiny_loaded, "Impression:", max_new_tokens=400, min_new_tokens=400) for _ in range(3)]
+        first = asyncio.ensure_future(worker.run(long[0], 0.03))
+        while not metrics.requests_running.labels("tiny")._value.get():  # type: ignore[attr-defined]
+            await asyncio.sleep(0.001)
+        second = asyncio.ensure_future(worker.run(long[1], 0.03))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull) as full:
+            worker.submit(long[2])
+        assert full.value.retry_after >= 1
+        for task in (first, second):
+            with pytest.raises(RequestTimeout):
+                await task
+        assert long[0].cancelled.is_set() and len(long[0].token_ids) < 400
+        done = await worker.run(_req(tiny_loaded, "ok"), 30)
+        assert done.finish_reason in ("stop", "length")
+
+    try:
+        asyncio.run(run())
+    finally:
+        worker.close()
