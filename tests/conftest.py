@@ -143,6 +143,9 @@ def minilm_embedder(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201  
     from core.settings import load_settings
 
     return load_embedder(load_settings(data_dir=tmp_path_factory.mktemp("embedding-var")), backend="onnx")
+
+
+@pytest.fixture(scope="session")
 def tiny_genai_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model exported to an ONNX Runtime GenAI folder at int4 (model builder), built once per run."""
     from core.serving.build_onnx import build_genai_folder
