@@ -1,0 +1,1 @@
+"""Dataset records and formats shared by training, filtering and augmentation."""
