@@ -11,6 +11,7 @@ from core.auth.cli import app as users_app
 from core.console import console, err_console
 from core.db.cli import app as db_app
 from core.errors import FinmedError
+from core.finetune.cli import train as finetune_train
 from core.models.cli import app as model_app
 from core.settings import get_settings
 
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(users_app, name="users")
+app.command("train")(finetune_train)
 
 _state = {"debug": False}
 

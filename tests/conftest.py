@@ -134,3 +134,27 @@ def default_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from core.models.default import pull_default
 
     return pull_default(REPO / "var" / "models")
+
+
+FINETUNE_RECORDS = REPO / "tests" / "assets" / "finetune" / "records.jsonl"
+
+
+@pytest.fixture
+def tiny_train_config(tiny_model_dir: Path):
+    """Factory of small TrainConfigs on the tiny model and tests/assets/finetune/records.jsonl.
+
+    Call it with `a.b=c` override strings (the same syntax as `finmed train --set`).
+    """
+    from core.finetune.config import apply_override, config_from_dict
+
+    def make(*overrides: str) -> object:
+        raw: dict = {
+            "model": {"base": str(tiny_model_dir)},
+            "dataset": {"path": str(FINETUNE_RECORDS), "max_length": 64, "eval_fraction": 0.1},
+            "train": {"seed": 3, "max_steps": 6, "batch_size": 4, "lr": 0.005, "save_steps": 100},
+        }
+        for override in overrides:
+            apply_override(raw, override)
+        return config_from_dict(raw)
+
+    return make

@@ -276,8 +276,14 @@ class Recipe:
 
     def train(self) -> None:
         """Run optimizer steps until total_steps; Ctrl-C saves a checkpoint and raises TrainingInterrupted."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.progress import TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.checkpoint_step = self.step if self.resume else 0
         progress = Progress(

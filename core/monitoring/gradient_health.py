@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
