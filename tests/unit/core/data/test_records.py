@@ -60,7 +60,10 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_write_then_read_roundtrip(tmp_path: Path) -> None:
-    records = [parse_record({"instruction": "i", "output": "o"}), Record((Message("user", "u"), Message("assistant", "a")), {"k": 1})]
+    records = [
+        parse_record({"instruction": "i", "output": "o"}),
+        Record((Message("user", "u"), Message("assistant", "a")), {"k": 1}),
+    ]
     path = write_records(tmp_path / "sub" / "out.jsonl", records)
     assert load_records(path) == records
     assert [p.name for p in path.parent.iterdir()] == ["out.jsonl"]  # no temporary file left
