@@ -43,11 +43,11 @@ class BottleneckLinear(nn.Module):
         super().__init__()
         self.base = base
         width = base.out_features
-        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
-        self.adapter_down = nn.Linear(width, size, **factory)
+        device, dtype = base.weight.device, base.weight.dtype
+        self.adapter_down = nn.Linear(width, size, device=device, dtype=dtype)
         self.adapter_act = _ACTIVATIONS[activation]()
         self.adapter_dropout = nn.Dropout(dropout)
-        self.adapter_up = nn.Linear(size, width, **factory)
+        self.adapter_up = nn.Linear(size, width, device=device, dtype=dtype)
         nn.init.zeros_(self.adapter_up.weight)
         nn.init.zeros_(self.adapter_up.bias)
 

@@ -23,7 +23,7 @@ class FGM:
     """
 
     def __init__(self, model: nn.Module, epsilon: float) -> None:
-        self.weight: nn.Parameter = model.get_input_embeddings().weight
+        self.weight: nn.Parameter = model.get_input_embeddings().weight  # type: ignore[operator]
         self.epsilon = epsilon
         self.frozen = not self.weight.requires_grad
         self.weight.requires_grad_(True)

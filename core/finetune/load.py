@@ -87,6 +87,7 @@ def load_trained(run_dir: str | Path) -> tuple[Any, Any]:
     config = read_run_config(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "tokenizer"))
     method = config.method.name
+    model: Any
     if method == "full":
         model = AutoModelForCausalLM.from_pretrained(str(run_dir / "model"), dtype="float32")
     else:

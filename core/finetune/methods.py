@@ -121,7 +121,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def save_trained(model: nn.Module, method: str, folder: Path) -> None:
+def save_trained(model: Any, method: str, folder: Path) -> None:
     """Write the trained part: `adapter/` (peft or bottleneck) or `model/` (full weights)."""
     if method == "full":
         model.save_pretrained(folder / "model")

@@ -239,7 +239,8 @@ class Recipe:
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         if self.config.method.name == "adalora":
-            self.model.base_model.update_and_allocate(self.step)
+            peft_model: Any = self.model
+            peft_model.base_model.update_and_allocate(self.step)  # AdaLoRA's rank budget schedule
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         elapsed = time.perf_counter() - start
