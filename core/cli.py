@@ -11,6 +11,7 @@ from core.auth.cli import app as users_app
 from core.console import console, err_console
 from core.db.cli import app as db_app
 from core.errors import FinmedError
+from core.finetune.cli import train as finetune_train
 from core.models.cli import app as model_app
 from core.retrieval.cli import app as index_app
 from core.review.cli import app as review_app
@@ -32,6 +33,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 app.add_typer(index_app, name="index")
 app.add_typer(serve_app, name="serve")
+app.command("train")(finetune_train)
 
 _state = {"debug": False}
 

@@ -151,3 +151,25 @@ def tiny_genai_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     from core.serving.build_onnx import build_genai_folder
 
     return build_genai_folder(tiny_model_dir, tmp_path_factory.mktemp("genai") / "tiny-int4", precision="int4")
+FINETUNE_RECORDS = REPO / "tests" / "assets" / "finetune" / "records.jsonl"
+
+
+@pytest.fixture
+def tiny_train_config(tiny_model_dir: Path):
+    """Factory of small TrainConfigs on the tiny model and tests/assets/finetune/records.jsonl.
+
+    Call it with `a.b=c` override strings (the same syntax as `finmed train --set`).
+    """
+    from core.finetune.config import apply_override, config_from_dict
+
+    def make(*overrides: str) -> object:
+        raw: dict = {
+            "model": {"base": str(tiny_model_dir)},
+            "dataset": {"path": str(FINETUNE_RECORDS), "max_length": 64, "eval_fraction": 0.1},
+            "train": {"seed": 3, "max_steps": 6, "batch_size": 4, "lr": 0.005, "save_steps": 100},
+        }
+        for override in overrides:
+            apply_override(raw, override)
+        return config_from_dict(raw)
+
+    return make

@@ -1,1 +1,1 @@
-"""Dataset records and formats, the three-tier filter, augmentation, and PII masking."""
+"""Dataset records and formats, PII masking, filtering and augmentation for training data."""

@@ -1,0 +1,206 @@
+"""The typed schema of a training run: flat YAML sections model / method / dataset / train / eval / output.
+
+In the spirit of LLaMA-Factory's configs: every key lives in one of six flat sections, unknown keys and wrong
+types are rejected with the key's name, and `--set a.b=c` overrides go through the same validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from core.errors import NotFoundError, ValidationError
+
+METHODS = ("full", "lora", "dora", "adalora", "ia3", "adapter", "prompt_tuning", "prefix_tuning", "p_tuning")
+PROMPT_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(_Section):
+    base: str = Field(
+        "default",
+        description="'default' (SmolLM2-135M-Instruct), a model folder, a hub id (local cache only), or a previous "
+        "run folder: its adapter is applied (and merged where possible) before this run's method.",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights and compute dtype.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' picks CUDA when available.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+
+
+class MethodSection(_Section):
+    name: Literal["full", "lora", "dora", "adalora", "ia3", "adapter", "prompt_tuning", "prefix_tuning", "p_tuning"] = (
+        Field("lora", description="Fine-tuning method.")
+    )
+    lora_r: int = Field(16, ge=1, description="LoRA/DoRA rank (AdaLoRA: initial rank).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    lora_target: list[str] | Literal["all-linear"] = Field(
+        ["q_proj", "v_proj"], description="Module names to adapt, or 'all-linear'."
+    )
+    lora_bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train with LoRA.")
+    adalora_target_r: int = Field(8, ge=1, description="AdaLoRA: average rank after budget allocation.")
+    adapter_size: int = Field(64, ge=1, description="Bottleneck width of adapter layers.")
+    adapter_activation: Literal["relu", "gelu", "silu"] = Field("relu", description="Adapter non-linearity.")
+    adapter_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout inside adapter layers.")
+    num_virtual_tokens: int = Field(20, ge=1, description="Soft prompt / prefix length (prompt methods).")
+    prompt_init_text: str = Field(
+        "Read the request carefully and answer in the exact format asked for.",
+        description="Text whose token embeddings initialise the soft prompt (prompt_tuning).",
+    )
+    encoder_hidden_size: int = Field(128, ge=1, description="p_tuning: prompt encoder MLP width.")
+
+
+class DatasetSection(_Section):
+    path: Path = Field(..., description="JSONL records (messages, alpaca or prompt/completion; see core/data).")
+    max_length: int = Field(512, ge=8, description="Token limit per example (prompt is cut from the left).")
+    packing: bool = Field(False, description="Concatenate examples into max_length blocks (no padding).")
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share held out for evaluation (at least 1).")
+    limit: int | None = Field(None, ge=1, description="Use only the first N records.")
+    fraction: float = Field(1.0, gt=0.0, le=1.0, description="Use this share of the training split (pilots).")
+
+
+class TrainSection(_Section):
+    seed: int = Field(42, description="Seed for weights init, split, data order and dropout.")
+    epochs: int = Field(1, ge=1, description="Passes over the training split.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(4, ge=1, description="Examples per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(2e-4, gt=0.0, description="Peak learning rate (AdamW).")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field("linear")
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping threshold.")
+    fgm_epsilon: float = Field(0.0, ge=0.0, description="FGM adversarial step on input embeddings; 0 disables.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (for --resume).")
+
+
+class EvalSection(_Section):
+    every_steps: int | None = Field(None, ge=1, description="Also evaluate every N steps (always at the end).")
+    batch_size: int = Field(8, ge=1)
+
+
+class OutputSection(_Section):
+    dir: Path | None = Field(None, description="Parent folder of run folders; default FINMED_DATA_DIR/runs.")
+    name: str | None = Field(None, description="Run folder name; default '<method>-<config hash>'.")
+    overwrite: bool = Field(False, description="Replace an existing run folder of the same name.")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "/" in value or value.startswith(".")):
+            raise ValueError("must be a plain folder name (no '/', not starting with '.')")
+        return value
+
+
+class Gate(_Section):
+    metric: Literal["eval_loss"] = Field("eval_loss", description="Pilot metric the gate reads from eval.json.")
+    max: float = Field(..., description="The full run starts only if the pilot's metric is at most this.")
+
+
+class ProgressiveSection(_Section):
+    pilot_fraction: float = Field(0.01, gt=0.0, lt=1.0, description="Share of the training split for the pilot.")
+    gate: Gate
+
+
+class TrainConfig(_Section):
+    """One fine-tuning run. YAML files under configs/train-*.yaml are saved values of this model."""
+
+    model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[arg-type]
+    method: MethodSection = Field(default_factory=MethodSection)  # type: ignore[arg-type]
+    dataset: DatasetSection
+    train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[arg-type]
+    eval: EvalSection = Field(default_factory=EvalSection)  # type: ignore[arg-type]
+    output: OutputSection = Field(default_factory=OutputSection)  # type: ignore[arg-type]
+    progressive: ProgressiveSection | None = None
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> TrainConfig:
+        if self.dataset.packing and self.method.name in PROMPT_METHODS:
+            raise ValueError("dataset.packing cannot be combined with prompt methods (virtual tokens per example)")
+        return self
+
+    def run_name(self) -> str:
+        """output.name, or '<method>-<8 hex of the config without output>' so --resume finds the same folder."""
+        if self.output.name:
+            return self.output.name
+        body = self.model_dump(mode="json", exclude={"output"})
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.method.name}-{digest}"
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (what the run folder keeps as config.yaml)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _format(exc: PydanticValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'; see `finmed train --help` or core/finetune/config.py for valid keys"
+    if first["type"] == "missing":
+        return f"{source}: missing required key '{key}'"
+    value = first.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
+    return f"{source}: bad value for '{key}'{shown}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply one `a.b=c` override to a raw config dict; the value is parsed as YAML ('3' -> 3, 'true' -> True).
+
+    Raises:
+        ValidationError: the override is not of the form key=value.
+    """
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise ValidationError(f"--set {override!r}: expected section.key=value, e.g. train.lr=1e-4")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValidationError(f"--set {override!r}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a raw dict into a TrainConfig.
+
+    Raises:
+        ValidationError: one line naming `source` and the bad or unknown key.
+    """
+    try:
+        return TrainConfig.model_validate(raw)
+    except PydanticValidationError as exc:
+        raise ValidationError(_format(exc, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML run config, apply `a.b=c` overrides and validate. Relative dataset paths are taken relative
+    to the current folder (as typed on the command line).
+
+    Raises:
+        NotFoundError: the file does not exist.
+        ValidationError: not YAML, not a mapping, or a key is unknown or has a bad value (the key is named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ValidationError(f"{path.name}: expected a mapping of sections (model, method, dataset, ...)")
+    for override in overrides or []:
+        apply_override(raw, override)
+    return config_from_dict(raw, path.name)

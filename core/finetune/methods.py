@@ -1,0 +1,131 @@
+"""Turn a base model into a trainable one for a method name: peft tuners, our bottleneck adapters, or full.
+
+Every peft method goes through `peft.get_peft_model` with the config built here from `MethodSection`; `adapter`
+uses `core.finetune.bottleneck`; `full` trains every weight. `save_trained` writes what `core.finetune.load`
+reads back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from core.errors import ValidationError
+from core.finetune import bottleneck
+from core.finetune.config import MethodSection
+
+PEFT_METHODS = ("lora", "dora", "adalora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning")
+
+
+def peft_config(method: MethodSection, *, tokenizer_path: str, total_steps: int) -> Any:
+    """The peft config for `method` (task CAUSAL_LM).
+
+    Args:
+        method: the validated method section.
+        tokenizer_path: folder of the tokenizer (prompt_tuning's TEXT initialisation reads it).
+        total_steps: optimizer steps of the run (AdaLoRA schedules its rank budget over them).
+    """
+    import peft
+
+    task = peft.TaskType.CAUSAL_LM
+    target = method.lora_target if method.lora_target == "all-linear" else list(method.lora_target)
+    lora_args: dict[str, Any] = dict(
+        r=method.lora_r,
+        lora_alpha=method.lora_alpha,
+        lora_dropout=method.lora_dropout,
+        target_modules=target,
+        bias=method.lora_bias,
+        task_type=task,
+    )
+    if method.name == "lora":
+        return peft.LoraConfig(**lora_args)
+    if method.name == "dora":
+        return peft.LoraConfig(**lora_args, use_dora=True)
+    if method.name == "adalora":
+        lora_args.pop("r")
+        # Budget schedule: warm up 10%, prune until the last 20%, reallocate every step in between.
+        tinit, tfinal = max(1, total_steps // 10), max(1, total_steps // 5)
+        if total_steps <= tinit + tfinal:
+            raise ValidationError(
+                f"method.name=adalora needs more than {tinit + tfinal} steps (this run has {total_steps})"
+            )
+        return peft.AdaLoraConfig(
+            **lora_args,
+            init_r=method.lora_r,
+            target_r=method.adalora_target_r,
+            total_step=total_steps,
+            tinit=tinit,
+            tfinal=tfinal,
+            deltaT=1,
+        )
+    if method.name == "ia3":
+        return peft.IA3Config(task_type=task)  # peft's Llama defaults: k_proj, v_proj, down_proj
+    if method.name == "prompt_tuning":
+        return peft.PromptTuningConfig(
+            task_type=task,
+            num_virtual_tokens=method.num_virtual_tokens,
+            prompt_tuning_init=peft.PromptTuningInit.TEXT,
+            prompt_tuning_init_text=method.prompt_init_text,
+            tokenizer_name_or_path=tokenizer_path,
+        )
+    if method.name == "prefix_tuning":
+        return peft.PrefixTuningConfig(task_type=task, num_virtual_tokens=method.num_virtual_tokens)
+    if method.name == "p_tuning":
+        return peft.PromptEncoderConfig(
+            task_type=task, num_virtual_tokens=method.num_virtual_tokens, encoder_hidden_size=method.encoder_hidden_size
+        )
+    raise ValueError(f"{method.name} is not a peft method")
+
+
+def apply_method(model: nn.Module, method: MethodSection, *, tokenizer_path: str, total_steps: int) -> nn.Module:
+    """Return the model to train: frozen base plus trainable method weights (or all weights for `full`).
+
+    Raises:
+        ValidationError: the method does not fit this model (message names method.name).
+    """
+    if method.name == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    if method.name == "adapter":
+        try:
+            bottleneck.inject_adapters(
+                model, size=method.adapter_size, activation=method.adapter_activation, dropout=method.adapter_dropout
+            )
+        except ValueError as exc:
+            raise ValidationError(f"method.name=adapter: {exc}") from None
+        return model
+    import peft
+
+    try:
+        return peft.get_peft_model(model, peft_config(method, tokenizer_path=tokenizer_path, total_steps=total_steps))
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            f"method.name={method.name}: peft cannot apply it here: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; tied weights are counted once."""
+    seen: set[int] = set()
+    trainable = total = 0
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        if param.requires_grad:
+            trainable += param.numel()
+    return trainable, total
+
+
+def save_trained(model: Any, method: str, folder: Path) -> None:
+    """Write the trained part: `adapter/` (peft or bottleneck) or `model/` (full weights)."""
+    if method == "full":
+        model.save_pretrained(folder / "model")
+    elif method == "adapter":
+        bottleneck.save_adapters(model, folder / "adapter")
+    else:
+        model.save_pretrained(folder / "adapter")

@@ -1,0 +1,1 @@
+"""Training and serving metrics (Prometheus) and gradient health."""
