@@ -12,6 +12,7 @@ from core.console import console, err_console
 from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.models.cli import app as model_app
+from core.quantize.cli import app as quantize_app
 from core.settings import get_settings
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(users_app, name="users")
+app.add_typer(quantize_app)  # top-level `export` and `quant-report`
 
 _state = {"debug": False}
 

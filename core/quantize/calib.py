@@ -29,7 +29,7 @@ def read_chat_records(path: Path) -> list[list[dict[str, str]]]:
             raise ValidationError(f"{path} line {number}: not JSON ({exc.msg})") from None
         messages = record.get("messages") if isinstance(record, dict) else None
         if not isinstance(messages, list) or not messages:
-            raise ValidationError(f"{path} line {number}: expected a chat record {{\"messages\": [...]}}")
+            raise ValidationError(f'{path} line {number}: expected a chat record {{"messages": [...]}}')
         for message in messages:
             if not isinstance(message, dict) or not isinstance(message.get("content"), str) or "role" not in message:
                 raise ValidationError(f"{path} line {number}: each message needs a 'role' and a string 'content'")

@@ -75,11 +75,21 @@ def _run_builder(src: Path, out_dir: Path, cache_dir: Path, options: ExportOptio
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             extra = parse_extra_options(
-                "", str(src), str(out_dir), options.builder_precision, options.execution_provider, str(cache_dir),
+                "",
+                str(src),
+                str(out_dir),
+                options.builder_precision,
+                options.execution_provider,
+                str(cache_dir),
                 options.builder_extra_options(),
             )
             create_model(
-                "", str(src), str(out_dir), options.builder_precision, options.execution_provider, str(cache_dir),
+                "",
+                str(src),
+                str(out_dir),
+                options.builder_precision,
+                options.execution_provider,
+                str(cache_dir),
                 **extra,
             )
     except Exception as exc:  # noqa: BLE001  (the builder raises bare Exceptions; name the model and the cause)
@@ -104,8 +114,11 @@ def _dynamic_int8(model_dir: Path) -> None:
     side = model_dir / ".int8"
     side.mkdir()
     quantize_dynamic(
-        str(model_dir / "model.onnx"), str(side / "model.onnx"), weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"], use_external_data_format=True,
+        str(model_dir / "model.onnx"),
+        str(side / "model.onnx"),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        use_external_data_format=True,
         extra_options={"MatMulConstBOnly": True},
     )
     for f in model_dir.glob("model.onnx*"):
@@ -159,8 +172,11 @@ def export_model(
 
             genai_config = json.loads((onnx_dir / "genai_config.json").read_text())
             gptq_quantize_folder(
-                onnx_dir, _calibration_samples(Path(str(calib)), merged.path), genai_config=genai_config,
-                block_size=options.block_size, is_symmetric=options.is_symmetric,
+                onnx_dir,
+                _calibration_samples(Path(str(calib)), merged.path),
+                genai_config=genai_config,
+                block_size=options.block_size,
+                is_symmetric=options.is_symmetric,
                 accuracy_level=4 if options.accuracy_level is None else options.accuracy_level,
             )
         if options.precision == "int8" and options.int8_scheme == "dynamic":

@@ -85,7 +85,9 @@ def merge_run(run_dir: Path, out_dir: Path, *, base: str | None = None) -> Merge
     prefix = None
     if peft_type in PROMPT_METHODS:
         if peft_type != "PROMPT_TUNING":
-            raise ValidationError(f"run {run_dir}: peft type {peft_type} cannot be exported; only LoRA-style and prompt tuning")
+            raise ValidationError(
+                f"run {run_dir}: peft type {peft_type} cannot be exported; only LoRA-style and prompt tuning"
+            )
         with torch.no_grad():
             prefix = peft_model.get_prompt_embedding_to_save("default").detach().float()  # (virtual, hidden)
         merged = peft_model.get_base_model()

@@ -50,7 +50,8 @@ class ExportOptions:
             raise ValidationError(f"unknown precision '{self.precision}': choose one of {', '.join(PRECISIONS)}")
         if self.execution_provider not in EXECUTION_PROVIDERS:
             raise ValidationError(
-                f"unknown execution provider '{self.execution_provider}': choose one of {', '.join(EXECUTION_PROVIDERS)}"
+                f"unknown execution provider {self.execution_provider!r}: "
+                f"choose one of {', '.join(EXECUTION_PROVIDERS)}"
             )
         if self.precision == "fp16" and self.execution_provider == "cpu":
             raise ValidationError(FP16_CPU_MESSAGE)
