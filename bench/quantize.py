@@ -22,7 +22,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "var" / "models" / "smollm2-135m-instruct"
-SYSTEM = "You score card transactions for fraud risk. Answer exactly 'Risk level: N' with N from 0 to 5."
+SYSTEM = "Score fraud risk 0-5."
 COUNTRIES = ["US", "DE", "FR", "GB", "NL", "ES", "IT", "BR", "NG", "CN"]
 
 
@@ -56,7 +56,9 @@ def write_split(path: Path, n: int, seed: int) -> list[dict[str, Any]]:
     return records
 
 
-def fine_tune(base: Path, records: list[dict[str, Any]], run_dir: Path, *, steps: int, batch: int, lr: float) -> float:
+def fine_tune(
+    base: Path, records: list[dict[str, Any]], run_dir: Path, *, steps: int, batch: int, lr: float, top_layers: int
+) -> float:
     """A small LoRA loop (loss on the answer tokens only); saves the adapter and tokenizer as a run folder."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -66,7 +68,16 @@ def fine_tune(base: Path, records: list[dict[str, Any]], run_dir: Path, *, steps
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=targets))
+    # LoRA on the top layers only: backward then stops there, which keeps a CPU fine-tune to minutes.
+    layers = model.config.num_hidden_layers
+    config = LoraConfig(
+        r=16,
+        lora_alpha=32,
+        lora_dropout=0.0,
+        target_modules=targets,
+        layers_to_transform=list(range(layers - top_layers, layers)),
+    )
+    model = get_peft_model(model, config)
     examples = []
     for record in records:
         prompt = tokenizer.apply_chat_template(record["messages"][:-1], add_generation_prompt=True, tokenize=False)
@@ -115,7 +126,6 @@ def variants() -> list[Any]:
         ExportOptions("int4", accuracy_level=1),
         ExportOptions("int4", block_size=64),
         ExportOptions("int4", block_size=128),
-        ExportOptions("int4", block_size=16),
         ExportOptions("int4", int4_algo="k_quant"),
         ExportOptions("gptq"),
     ]
@@ -163,7 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--work", type=Path, default=Path("/tmp/finmed-bench-quantize"))
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--top-layers", type=int, default=10, help="Layers (from the top) that get LoRA.")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n-train", type=int, default=1200)
@@ -185,7 +196,9 @@ def main() -> None:
     started = time.perf_counter()
     if not (args.reuse_run and (run_dir / "adapter_config.json").is_file()):
         shutil.rmtree(run_dir, ignore_errors=True)
-        fine_tune(args.model, train, run_dir, steps=args.steps, batch=args.batch, lr=args.lr)
+        fine_tune(
+            args.model, train, run_dir, steps=args.steps, batch=args.batch, lr=args.lr, top_layers=args.top_layers
+        )
     trained = time.perf_counter()
     report = quant_report(
         eval_path=args.work / "eval.jsonl",
