@@ -107,7 +107,7 @@ def fine_tune(
         schedule.step()
         optimizer.zero_grad()
         loss_value = float(loss)
-        if step % 10 == 0 or step == steps - 1:
+        if step % 5 == 0 or step == steps - 1:
             print(f"step {step:4d} loss {loss_value:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
     model.save_pretrained(str(run_dir))
     tokenizer.save_pretrained(str(run_dir))
@@ -126,7 +126,6 @@ def variants() -> list[Any]:
         ExportOptions("int4", accuracy_level=1),
         ExportOptions("int4", block_size=64),
         ExportOptions("int4", block_size=128),
-        ExportOptions("int4", int4_algo="k_quant"),
         ExportOptions("gptq"),
     ]
 
@@ -173,13 +172,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--work", type=Path, default=Path("/tmp/finmed-bench-quantize"))
-    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--top-layers", type=int, default=10, help="Layers (from the top) that get LoRA.")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n-train", type=int, default=1200)
-    parser.add_argument("--n-eval", type=int, default=200)
-    parser.add_argument("--n-calib", type=int, default=64)
+    parser.add_argument("--n-eval", type=int, default=150)
+    parser.add_argument("--n-calib", type=int, default=32)
     parser.add_argument("--reuse-run", action="store_true", help="Keep an already fine-tuned run folder.")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()

@@ -176,7 +176,6 @@ def export_model(
                 _calibration_samples(Path(str(calib)), merged.path),
                 genai_config=genai_config,
                 block_size=options.block_size,
-                is_symmetric=options.is_symmetric,
                 accuracy_level=4 if options.accuracy_level is None else options.accuracy_level,
             )
         if options.precision == "int8" and options.int8_scheme == "dynamic":

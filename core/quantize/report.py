@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from core.errors import ConflictError, ValidationError
 from core.quantize.calib import read_chat_records
 from core.quantize.export import export_model
 from core.quantize.measure import Workload, measure_in_child
+from core.quantize.merge import PROMPT_METHODS, MergedModel, merge_run, read_adapter_config
 from core.quantize.metrics import choose_metric, score
 from core.quantize.precisions import FP16_CPU_MESSAGE, PRECISIONS, ExportOptions
 from core.quantize.report_render import write_chart, write_markdown
@@ -137,20 +139,24 @@ def quant_report(
     try:
         rows: dict[str, dict[str, Any]] = {}
         exports: dict[str, Any] = {}
+        source = _merge_once(work_dir, run_dir, base, say)
         for variant in variants:
             if isinstance(variant, str):
                 rows[variant] = {"skipped": FP16_CPU_MESSAGE}
                 continue
             label = variant.label()
             say(f"exporting {label}")
-            exports[label] = export_model(
+            result = export_model(
                 options=variant,
                 out_dir=work_dir / "models" / slug(label),
-                run_dir=run_dir,
-                model=model,
+                run_dir=None if source else run_dir,
+                model=str(source.path) if source else model,
                 base=base,
                 calib=calib,
             )
+            if source:  # exported from the merged folder: record the run as the source
+                result = replace(result, method=source.method, base_model=source.base_model, source=str(run_dir))
+            exports[label] = result
         first = next(iter(exports.values()))
         work, references = _prepare_workload(
             work_dir / "models" / slug(first.label), eval_path, ppl_path, max_new_tokens
@@ -193,12 +199,23 @@ def quant_report(
         )
         write_markdown(report, work_dir / "report.md")
         write_chart(report, work_dir / "report.png")
+        shutil.rmtree(work_dir / "merged", ignore_errors=True)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         work_dir.rename(out_dir)
         return report
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _merge_once(
+    work_dir: Path, run_dir: Path | None, base: str | None, say: Callable[[str], None]
+) -> MergedModel | None:
+    """Merge a LoRA-style run once for all precisions (None: a plain model, or prompt tuning, merged per export)."""
+    if run_dir is None or str(read_adapter_config(run_dir).get("peft_type", "LORA")).upper() in PROMPT_METHODS:
+        return None
+    say(f"merging adapter from {run_dir}")
+    return merge_run(run_dir, work_dir / "merged", base=base)
 
 
 def _add_relative_figures(rows: dict[str, dict[str, Any]]) -> None:

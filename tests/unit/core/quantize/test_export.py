@@ -60,7 +60,9 @@ def test_quantized_folders_are_smaller_and_use_matmulnbits(exports: dict[str, Pa
     for precision in ("int8", "int4", "gptq"):
         size = sum(f.stat().st_size for f in exports[precision].glob("model.onnx*"))
         assert size < 0.7 * fp32, precision
-        ops = {n.op_type for n in onnx.load(str(exports[precision] / "model.onnx"), load_external_data=False).graph.node}
+        ops = {
+            n.op_type for n in onnx.load(str(exports[precision] / "model.onnx"), load_external_data=False).graph.node
+        }
         assert "MatMulNBits" in ops, precision
 
 
@@ -132,3 +134,22 @@ def test_int4_knobs_reach_the_graph(tmp_path: Path, tiny_model_dir: Path) -> Non
     nodes = [n for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node]
     attrs = [{a.name: a.i for a in n.attribute} for n in nodes if n.op_type == "MatMulNBits"]
     assert attrs and all(a["block_size"] == 64 and a["accuracy_level"] == 1 and a["bits"] == 4 for a in attrs)
+
+
+def test_gptq_on_tied_embeddings_quantizes_the_lookup_too(tmp_path: Path, chat_jsonl: Path) -> None:
+    import onnx
+
+    from core.models.tiny import save_tiny_model
+
+    base = save_tiny_model(tmp_path / "tied", tie_word_embeddings=True)
+    sizes = {}
+    for precision in ("int4", "gptq"):
+        folder = export_model(
+            options=ExportOptions(precision), out_dir=tmp_path / precision, model=str(base), calib=chat_jsonl
+        ).path
+        ops = [n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node]
+        assert "GatherBlockQuantized" in ops and "Transpose" not in ops, precision
+        sizes[precision] = sum(f.stat().st_size for f in folder.glob("model.onnx*"))
+        _, tokens = _genai_greedy(folder, [5, 17, 42], steps=3)
+        assert len(tokens) == 3
+    assert sizes["gptq"] < 1.25 * sizes["int4"]
