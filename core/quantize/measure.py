@@ -99,6 +99,17 @@ def _timed_decode(og: Any, model: Any, prompt: list[int], batch: int, tokens: in
     return first - start, batch * tokens / (end - first)
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory in KiB. VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec,
+    so a child would report its parent's peak."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def measure_folder(model_dir: str, work: Workload) -> dict[str, Any]:
     """All serving measurements of one export folder (call in a fresh process for a meaningful peak memory).
 
@@ -117,7 +128,7 @@ def measure_folder(model_dir: str, work: Workload) -> dict[str, Any]:
     b8 = [_timed_decode(og, model, prompt, 8, work.decode_tokens) for _ in range(TIMING_REPEATS)]
     answers = _greedy_answers(og, model, work, prefix)
     perplexity = _perplexity(og, model, work.ppl_texts, prefix)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_kb = _peak_rss_kb()
     return {
         "answers": [[int(t) for t in a] for a in answers],
         "perplexity": perplexity,
