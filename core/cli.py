@@ -17,6 +17,7 @@ from core.retrieval.cli import app as index_app
 from core.review.cli import app as review_app
 from core.review.cli import audit_app
 from core.serving.cli import app as serve_app
+from core.quantize.cli import app as quantize_app
 from core.settings import get_settings
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(index_app, name="index")
 app.add_typer(serve_app, name="serve")
 app.command("train")(finetune_train)
+app.add_typer(quantize_app)  # top-level `export` and `quant-report`
 
 _state = {"debug": False}
 

@@ -173,3 +173,39 @@ def tiny_train_config(tiny_model_dir: Path):
         return config_from_dict(raw)
 
     return make
+def make_lora_run(base_dir: Path, run_dir: Path, seed: int = 0) -> Path:
+    """A run folder as fine-tuning writes it: a peft LoRA adapter with non-zero weights, plus the tokenizer."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir))
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    peft_model.save_pretrained(str(run_dir))
+    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(run_dir))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def lora_run_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA run folder (adapter_config.json + adapter_model.safetensors + tokenizer) on the tiny model."""
+    return make_lora_run(tiny_model_dir, tmp_path_factory.mktemp("runs") / "lora")
+
+
+@pytest.fixture(scope="session")
+def chat_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve classification-style chat records ("Risk level: N" answers), for calibration and eval."""
+    import json
+
+    path = tmp_path_factory.mktemp("data") / "records.jsonl"
+    lines = []
+    for i in range(12):
+        messages = [
+            {"role": "user", "content": f"Transaction of {100 * i + 25}.00 USD at 0{i % 10}:14 from DE."},
+            {"role": "assistant", "content": f"Risk level: {i % 6}"},
+        ]
+        lines.append(json.dumps({"messages": messages}))
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,4 +1,5 @@
-"""`finmed model ...`: prepare the default base model, describe a model, write a tiny test model."""
+"""`finmed model ...`: prepare the default base model, describe a model, write a tiny test model, and the
+model-version registry (register, versions, promote)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,104 @@ def make_tiny(
     from core.models.tiny import save_tiny_model
 
     console.print(f"tiny model written to {save_tiny_model(out, seed)}")
+
+
+def _acting_user(session, username: str | None):  # type: ignore[no-untyped-def]
+    from core.auth.users import get_user
+    from core.errors import PermissionDenied
+
+    if not username:
+        raise PermissionDenied("model registry: name the acting user with --as USER (or FINMED_USER)")
+    return get_user(session, username)
+
+
+_AS_USER = typer.Option(None, "--as", envvar="FINMED_USER", help="Acting user (engineer or admin to change).")
+
+
+@app.command("register")
+def register_cmd(
+    name: str = typer.Argument(..., help="Model name, e.g. finance-risk."),
+    path: Path = typer.Option(..., "--path", help="Exported model folder (from `finmed export` or a report)."),
+    report: Path = typer.Option(None, "--report", help="quant-report report.json holding this export's figures."),
+    precision: str = typer.Option(None, help="Default: from the folder's finmed_export.json."),
+    base_model: str = typer.Option(None, "--base-model", help="Default: from finmed_export.json."),
+    method: str = typer.Option(None, help="lora, prompt_tuning, base, ... Default: from finmed_export.json."),
+    as_user: str = _AS_USER,
+) -> None:
+    """Register the next version of NAME for an exported model, with its measured report."""
+    import json
+
+    from core.db.engine import get_engine, session_scope
+    from core.db.migrate import require_current
+    from core.models.registry import metrics_from_report, register_version
+
+    meta_file = path / "finmed_export.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    metrics = metrics_from_report(report, meta.get("label", precision or "")) if report else {}
+    engine = get_engine()
+    require_current(engine)
+    with session_scope(engine) as session:
+        version = register_version(
+            session,
+            user=_acting_user(session, as_user),
+            name=name,
+            base_model=base_model or meta.get("base_model", "unknown"),
+            method=method or meta.get("method", "unknown"),
+            precision=precision or meta.get("precision", ""),
+            path=path,
+            metrics=metrics,
+        )
+        console.print(f"registered {name} v{version.version} ({version.precision}) -> {version.path}")
+
+
+@app.command("versions")
+def versions_cmd(name: str = typer.Argument(None, help="Only this model."), as_user: str = _AS_USER) -> None:
+    """List registered model versions with precision, status and accuracy drop."""
+    from core.db.engine import get_engine, session_scope
+    from core.db.migrate import require_current
+    from core.models.registry import list_versions
+
+    engine = get_engine()
+    require_current(engine)
+    table = Table("name", "version", "precision", "method", "status", "drop (pts)", "size MB", "path")
+    with session_scope(engine) as session:
+        for v in list_versions(session, user=_acting_user(session, as_user), name=name):
+            drop, size = v.metrics.get("task_drop_pts"), v.metrics.get("size_mb")
+            table.add_row(
+                v.name,
+                str(v.version),
+                v.precision,
+                v.method,
+                v.status,
+                "-" if drop is None else f"{drop:+.2f}",
+                "-" if size is None else f"{size:.1f}",
+                v.path,
+            )
+    console.print(table)
+
+
+@app.command("promote")
+def promote_cmd(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., help="Version number."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Accuracy gate: largest allowed drop vs fp32, in points."),
+    force: bool = typer.Option(False, "--force", help="Promote even if the accuracy gate fails."),
+    as_user: str = _AS_USER,
+) -> None:
+    """Promote a version (checked against the accuracy gate); the previously promoted one is retired."""
+    from core.db.engine import get_engine, session_scope
+    from core.db.migrate import require_current
+    from core.models.registry import promote
+
+    engine = get_engine()
+    require_current(engine)
+    with session_scope(engine) as session:
+        promoted = promote(
+            session,
+            user=_acting_user(session, as_user),
+            name=name,
+            version=version,
+            max_drop_pts=max_drop,
+            force=force,
+        )
+        console.print(f"promoted {promoted.name} v{promoted.version} ({promoted.precision})")
