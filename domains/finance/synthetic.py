@@ -151,7 +151,7 @@ def _scheme_rows(
     first = np.repeat(np.cumsum(counts) - counts, counts)
     k = np.arange(n) - first  # index of the row within its burst
     start_day = np.repeat(rng.integers(days // 3, days, len(victims)), counts)
-    home, typical, home_lng = info["home"][account], info["typical"][account], info["home_lng"][account]
+    typical = info["typical"][account]
     night = scheme in ("account_takeover", "mule")
     victim_city = info["home"][victims]
     if scheme == "account_takeover":  # the attacker is far away; night there
