@@ -54,7 +54,13 @@ class NumericModel:
         columns = list(features.columns)
         x = features.to_numpy(dtype=float)
         make = lambda: HistGradientBoostingClassifier(  # noqa: E731
-            max_iter=200, learning_rate=0.1, class_weight="balanced", random_state=seed
+            max_iter=150,
+            learning_rate=0.1,
+            max_leaf_nodes=15,
+            early_stopping=True,
+            n_iter_no_change=10,
+            class_weight="balanced",
+            random_state=seed,
         )
         folds = min(3, int(np.bincount(y).min()))
         if folds >= 2:
