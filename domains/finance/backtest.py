@@ -137,7 +137,8 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
     lines = [
         "# Finance backtest",
         "",
-        f"Train rows (earliest 70%): {m['n_train']}; test rows: {m['n_test']}; LLM-scored test rows: {m['llm_scored']}.",
+        f"Train rows (earliest 70%): {m['n_train']}; test rows: {m['n_test']}; "
+        f"LLM-scored test rows: {m['llm_scored']}.",
         "",
         "| variant | " + " | ".join(METRIC_KEYS) + " |",
         "|---" * (len(METRIC_KEYS) + 1) + "|",
@@ -149,7 +150,11 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
     for name, col in (("numeric", "numeric_score"), ("fused", "fused_score")):
         thr = m[name]["threshold"]  # type: ignore[index]
         lines += ["", f"## Confusion ({name}, threshold {thr:.4f})", "", _confusion(y, s[col].to_numpy() >= thr)]
-    lines += ["## Calibration by risk level", "", "| level | numeric: n | numeric: fraud rate | fused: n | fused: fraud rate |"]
+    lines += [
+        "## Calibration by risk level",
+        "",
+        "| level | numeric: n | numeric: fraud rate | fused: n | fused: fraud rate |",
+    ]
     lines.append("|---|---|---|---|---|")
     for level in range(6):
         cells = []
@@ -183,7 +188,9 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
     for name, figure in (("pr_curve.png", fig), ("calibration.png", None)):
         if figure is None:
             figure, ax2 = plt.subplots(figsize=(5, 4))
-            rates = [y[s["risk_level"].to_numpy() == lv].mean() if (s["risk_level"] == lv).any() else 0 for lv in range(6)]
+            rates = [
+                y[s["risk_level"].to_numpy() == lv].mean() if (s["risk_level"] == lv).any() else 0 for lv in range(6)
+            ]
             ax2.bar(range(6), rates)
             ax2.set_xlabel("fused risk level")
             ax2.set_ylabel("fraud rate")

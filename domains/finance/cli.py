@@ -55,7 +55,9 @@ def _ingest(path: Path, mapping: list[str] | None, exclude: tuple[str, ...] = ()
     for bad in result.bad[:20]:
         err_console.print(f"row {bad.row}: {bad.reason}", highlight=False)
     if result.bad:
-        err_console.print(f"{len(result.bad)} bad row(s) skipped; {len(result.frame)} good row(s) kept", highlight=False)
+        err_console.print(
+            f"{len(result.bad)} bad row(s) skipped; {len(result.frame)} good row(s) kept", highlight=False
+        )
     if result.frame.empty:
         raise ValidationError(f"{path}: no valid rows to process")
     return result

@@ -35,7 +35,9 @@ class Reason:
 
 
 REASONS: tuple[Reason, ...] = (
-    Reason("abnormal_interval", "interval_abs_z", ">=", 3.5, "time since previous transaction is abnormal", "交易间隔异常"),
+    Reason(
+        "abnormal_interval", "interval_abs_z", ">=", 3.5, "time since previous transaction is abnormal", "交易间隔异常"
+    ),
     Reason("large_amount", "amount_z", ">=", 3.5, "amount far above the account's history", "大额转账"),
     Reason("new_location", "dist_home_km", ">=", 300.0, "far from the account's usual location", "异地登录"),
     Reason("impossible_travel", "speed_kmh", ">=", 900.0, "implied travel speed is impossible", "不可能的移动速度"),

@@ -6,8 +6,8 @@ Every transaction is scored by this model; the LLM only adjudicates what the cas
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,11 +70,19 @@ class NumericModel:
             return cls._fit(make, columns, x, y, seed)
 
     @classmethod
-    def _fit(cls, make: Callable[[], HistGradientBoostingClassifier], columns: list[str], x: np.ndarray, y: np.ndarray, seed: int) -> NumericModel:
+    def _fit(
+        cls,
+        make: Callable[[], HistGradientBoostingClassifier],
+        columns: list[str],
+        x: np.ndarray,
+        y: np.ndarray,
+        seed: int,
+    ) -> NumericModel:
         folds = min(3, int(np.bincount(y).min()))
         if folds >= 2:
-            oof = cross_val_predict(make(), x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                    method="predict_proba")[:, 1]
+            oof = cross_val_predict(
+                make(), x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba"
+            )[:, 1]
             threshold = best_f1_threshold(y, oof)
         else:
             threshold = 0.5

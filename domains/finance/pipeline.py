@@ -63,7 +63,9 @@ class CascadePolicy:
     seed: int = 0
 
 
-def select_for_llm(prob: np.ndarray, band: Band, threshold: float, policy: CascadePolicy) -> tuple[np.ndarray, np.ndarray]:
+def select_for_llm(
+    prob: np.ndarray, band: Band, threshold: float, policy: CascadePolicy
+) -> tuple[np.ndarray, np.ndarray]:
     """(selected row indices, audit flag per row) for probabilities `prob` of shape (n,)."""
     n = len(prob)
     audit = np.zeros(n, dtype=bool)

@@ -101,9 +101,13 @@ def build_messages(
     messages = [{"role": "system", "content": SYSTEM_ZH if language == "zh" else SYSTEM_EN}]
     for example in examples or []:
         messages.append({"role": "user", "content": user_content(example.summary, "", language=language)})
-        messages.append({"role": "assistant", "content": format_risk(example.level, example.reasons, language=language)})
+        messages.append(
+            {"role": "assistant", "content": format_risk(example.level, example.reasons, language=language)}
+        )
     summary = summarise(row, reasons, language=language)
-    messages.append({"role": "user", "content": user_content(summary, str(row.get("description") or ""), language=language)})
+    messages.append(
+        {"role": "user", "content": user_content(summary, str(row.get("description") or ""), language=language)}
+    )
     return messages
 
 

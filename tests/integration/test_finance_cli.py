@@ -16,26 +16,31 @@ KEYS = {"auc", "average_precision", "accuracy", "precision", "recall", "fpr", "t
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FINMED, "finance", *args], capture_output=True, text=True, env={**os.environ, **env},
-                          timeout=600)
+    return subprocess.run(
+        [FINMED, "finance", *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=600
+    )
 
 
 @pytest.fixture
 def env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
-    return {"FINMED_DATA_DIR": str(tmp_path / "var"), "FINMED_BASE_MODEL": str(tiny_model_dir),
-            "HF_HUB_OFFLINE": "1"}
+    return {"FINMED_DATA_DIR": str(tmp_path / "var"), "FINMED_BASE_MODEL": str(tiny_model_dir), "HF_HUB_OFFLINE": "1"}
 
 
 def test_synth_backtest_fit_score_store_make_training(tmp_path: Path, env: dict[str, str]) -> None:
     tx = tmp_path / "tx.csv"
-    assert run("synth", "--out", str(tx), "--accounts", "60", "--seed", "3", "--days", "20", "--fraud-rate", "0.3",
-               env=env).returncode == 0
+    assert (
+        run(
+            "synth", "--out", str(tx), "--accounts", "60", "--seed", "3", "--days", "20", "--fraud-rate", "0.3", env=env
+        ).returncode
+        == 0
+    )
     frame = pd.read_csv(tx)
     assert {"is_fraud", "scheme", "account_id"} <= set(frame.columns)
 
     out = tmp_path / "bt"
-    result = run("backtest", "--in", str(tx), "--label-column", "is_fraud", "--llm-budget", "3", "--out", str(out),
-                 env=env)
+    result = run(
+        "backtest", "--in", str(tx), "--label-column", "is_fraud", "--llm-budget", "3", "--out", str(out), env=env
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"numeric", "llm", "fused", "n_train", "n_test", "llm_scored"}
@@ -56,8 +61,19 @@ def test_synth_backtest_fit_score_store_make_training(tmp_path: Path, env: dict[
     bad_input = tmp_path / "renamed.csv"
     renamed.to_csv(bad_input, index=False)
     scored_path = tmp_path / "scored.csv"
-    result = run("score", "--in", str(bad_input), "--out", str(scored_path), "--map", "amount=amt",
-                 "--llm-budget", "2", "--store", env=env)
+    result = run(
+        "score",
+        "--in",
+        str(bad_input),
+        "--out",
+        str(scored_path),
+        "--map",
+        "amount=amt",
+        "--llm-budget",
+        "2",
+        "--store",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "row 6: negative amount" in result.stderr and "row 10: unparseable timestamp" in result.stderr
     scored = pd.read_csv(scored_path)

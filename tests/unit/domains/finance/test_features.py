@@ -63,9 +63,7 @@ def test_location_change_and_travel_speed() -> None:
 
 def test_local_night_time_uses_longitude() -> None:
     three_am = [-9 * 60.0, -9 * 60.0 + 1]  # 03:00 UTC
-    f = compute_features(
-        pd.concat([_tx("N", three_am[:1]), _tx("E", three_am[1:], lng=[150.0])], ignore_index=True)
-    )
+    f = compute_features(pd.concat([_tx("N", three_am[:1]), _tx("E", three_am[1:], lng=[150.0])], ignore_index=True))
     assert f["local_hour"].tolist() == [3.0, 13.0]  # 150E is UTC+10
     assert f["night"].tolist() == [1.0, 0.0]
     assert reasons_for(f)[0] == ["night_time"]
