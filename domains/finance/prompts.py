@@ -62,8 +62,8 @@ def summarise(row: dict[str, object], reasons: list[str], *, language: str = "en
         except (TypeError, ValueError):
             return "n/a"
 
-    gap = row.get("interval_s")
-    gap_text = "first transaction" if gap is None or gap != gap else f"{float(gap) / 60:.1f} min"  # noqa: PLR0124
+    gap = num("interval_s", "{:.6f}")
+    gap_text = "first transaction" if gap in ("n/a", "nan") else f"{float(gap) / 60:.1f} min"
     lines = [
         f"amount: {num('amount')} {row.get('currency') or ''}".rstrip(),
         f"amount vs account history (robust z): {num('amount_z', '{:.1f}')}, ratio to median: {num('amount_ratio')}",

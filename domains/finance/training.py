@@ -28,7 +28,7 @@ def training_records(
     reasons = reasons_for(feats)
     merged = pd.concat([frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1)
     merged = merged.loc[:, ~merged.columns.duplicated(keep="last")]
-    records = []
+    records: list[dict[str, object]] = []
     for rec, why, label in zip(merged.to_dict("records"), reasons, np.asarray(labels, dtype=int), strict=True):
         level, basis = target_for(int(label), why)
         messages = build_messages(rec, why, language=language)
