@@ -38,6 +38,7 @@ ASSESSMENT_COLUMNS = (
     "disagreement",
     "reasons",
 )
+ANSWER_PREFIX = {"en": "Risk level:", "zh": "风险等级:"}
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,17 @@ def select_for_llm(
 def adjudicate(
     rows: pd.DataFrame, reasons: list[list[str]], llm: RiskLLM, similar: SimilarCases | None, policy: CascadePolicy
 ) -> list[str]:
-    """LLM answers for `rows` (canonical fields + features), with progress for long batches."""
+    """LLM answers for `rows` (canonical fields + features), with progress for long batches.
+
+    The assistant turn is started with the answer prefix ("Risk level:" / "风险等级:"), which is put back in front of
+    the generated text, and the answer is cut at its first line break (a stop sequence): the format is one line.
+    The parser stays strict on the result.
+    """
+    prefix = ANSWER_PREFIX[policy.language]
     examples = similar.similar(rows, policy.k_examples) if similar is not None else [[] for _ in range(len(rows))]
     records = rows.to_dict("records")
     prompts = [
-        llm.render(build_messages(rec, why, examples=ex, language=policy.language))
+        llm.render(build_messages(rec, why, examples=ex, language=policy.language)) + prefix
         for rec, why, ex in zip(records, reasons, examples, strict=True)
     ]
     answers: list[str] = []
@@ -98,7 +105,8 @@ def adjudicate(
     with Progress(transient=True) as progress:
         task = progress.add_task("LLM adjudication", total=len(prompts))
         for start in range(0, len(prompts), step):
-            answers.extend(llm.generate(prompts[start : start + step], max_new_tokens=policy.max_new_tokens))
+            generated = llm.generate(prompts[start : start + step], max_new_tokens=policy.max_new_tokens)
+            answers.extend(prefix + (text.strip().splitlines() or [""])[0] for text in generated)
             progress.advance(task, len(prompts[start : start + step]))
     return answers
 
