@@ -99,7 +99,7 @@ def main() -> None:
         ap["fused"] > (ap[k] if ap[k] is not None else -1) for k in ("numeric", "llm")
     )
     adjudicated = result.scored["adjudicated"].to_numpy()
-    sub = y[adjudicated]
+    sub = result.labels[adjudicated]
     if adjudicated.any() and len(np.unique(sub)) == 2:
         from sklearn.metrics import average_precision_score
 
