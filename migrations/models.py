@@ -3,3 +3,4 @@
 import core.db.models  # noqa: F401
 import core.review.models  # noqa: F401
 import core.serving.keys  # noqa: F401
+import domains.finance.models  # noqa: F401

@@ -1,0 +1,52 @@
+"""HTTP face of finance scoring: POST /v1/finance/score (numeric screen; LLM adjudication when a budget is given)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from core.errors import FinmedError
+
+
+class ScoreRequest(BaseModel):
+    """A batch of transactions with canonical field names (or `mapping` from canonical field to the given key)."""
+
+    transactions: list[dict[str, Any]] = Field(..., min_length=1, description="Transaction objects.")
+    mapping: dict[str, str] = Field(default_factory=dict, description="Canonical field -> key in the objects.")
+    llm_budget: int = Field(0, ge=0, description="Most transactions the LLM adjudicates.")
+
+
+def make_router(numeric_model: Path | None = None, llm: Any = None) -> APIRouter:
+    """The finance router; `numeric_model` defaults to the file `finmed finance fit` writes, `llm` to none."""
+    router = APIRouter(prefix="/v1/finance", tags=["finance"])
+
+    @router.post("/score")
+    def score(request: ScoreRequest) -> dict[str, Any]:
+        import pandas as pd
+
+        from domains.finance.cli import default_numeric_path
+        from domains.finance.ingest import CANONICAL, apply_mapping, validate
+        from domains.finance.numeric import NumericModel
+        from domains.finance.pipeline import CascadePolicy, score_frame
+
+        try:
+            unknown = [name for name in request.mapping if name not in CANONICAL]
+            if unknown:
+                raise HTTPException(422, f"mapping: unknown field(s) {', '.join(unknown)}")
+            numeric = NumericModel.load(numeric_model or default_numeric_path())
+            data = validate(apply_mapping(pd.DataFrame(request.transactions), request.mapping, source="request"))
+            bad = [{"row": b.row, "reason": b.reason} for b in data.bad]
+            if data.frame.empty:
+                return {"assessments": [], "bad_rows": bad}
+            policy = CascadePolicy(budget=request.llm_budget if llm is not None else 0)
+            extra = [c for c in numeric.columns if c in data.extra_features]
+            scored = score_frame(data.frame, numeric, llm=llm, policy=policy, extra=extra)
+        except FinmedError as exc:
+            raise HTTPException(exc.http_status, str(exc)) from None
+        scored = scored.astype(object).where(scored.notna(), None)
+        return {"assessments": scored.to_dict("records"), "bad_rows": bad}
+
+    return router

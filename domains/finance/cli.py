@@ -1,0 +1,198 @@
+"""`finmed finance ...`: synthetic data, numeric model fitting, cascade scoring, backtests and training records."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from core.console import console, err_console
+from core.errors import ValidationError
+from core.settings import get_settings
+
+app = typer.Typer(help="Finance fraud-risk scoring: synth, fit, score, backtest, make-training.", no_args_is_help=True)
+
+MAP_HELP = "Column mapping field=column (repeatable), e.g. --map amount=amt --map timestamp=time."
+
+
+def default_numeric_path() -> Path:
+    """Where `fit` saves and `score` loads the numeric model unless told otherwise."""
+    return get_settings().data_dir / "finance" / "numeric.joblib"
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write CSV or Parquet (by suffix) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _labels(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame.columns:
+        raise ValidationError(f"label column {column!r} not in the input; columns are: {', '.join(frame.columns)}")
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = np.flatnonzero(~values.isin([0, 1]).to_numpy())
+    if len(bad):
+        row = int(frame["source_row"].iloc[bad[0]])
+        raise ValidationError(f"label column {column!r}: row {row} is {frame[column].iloc[bad[0]]!r}, expected 0 or 1")
+    return values.to_numpy(dtype=int)
+
+
+def _ingest(path: Path, mapping: list[str] | None, exclude: tuple[str, ...] = ()):  # noqa: ANN202
+    from domains.finance.ingest import ingest, parse_mapping
+
+    result = ingest(path, parse_mapping(mapping), exclude=exclude)
+    for bad in result.bad[:20]:
+        err_console.print(f"row {bad.row}: {bad.reason}", highlight=False)
+    if result.bad:
+        err_console.print(
+            f"{len(result.bad)} bad row(s) skipped; {len(result.frame)} good row(s) kept", highlight=False
+        )
+    if result.frame.empty:
+        raise ValidationError(f"{path}: no valid rows to process")
+    return result
+
+
+def _llm(model: str | None, adapter: Path | None, budget: int):  # noqa: ANN202
+    if budget <= 0:
+        return None
+    from domains.finance.llm import LocalLLM
+
+    return LocalLLM(model, adapter=adapter)
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., "--out", help="Output file (.csv or .parquet)."),
+    accounts: int = typer.Option(1000, help="Number of accounts."),
+    seed: int = typer.Option(0, help="Random seed."),
+    days: int = typer.Option(60, help="Days of history."),
+    fraud_rate: float = typer.Option(0.04, help="Share of accounts hit by a fraud scheme."),
+    new_scheme: bool = typer.Option(False, "--new-scheme", help="Generate only the new scheme (for adaptation)."),
+) -> None:
+    """Write synthetic labelled transactions (columns is_fraud and scheme)."""
+    from domains.finance.synthetic import generate, generate_new_scheme
+
+    if accounts < 1:
+        raise ValidationError("--accounts must be at least 1")
+    frame = (
+        generate_new_scheme(accounts, seed=seed, days=days)
+        if new_scheme
+        else generate(accounts, seed=seed, days=days, fraud_rate=fraud_rate)
+    )
+    _write_table(frame, out)
+    console.print(f"wrote {len(frame)} transactions ({int(frame['is_fraud'].sum())} fraud) to {out}")
+
+
+@app.command()
+def fit(
+    input_path: Path = typer.Option(..., "--in", help="Labelled transactions (.csv or .parquet)."),
+    label_column: str = typer.Option("is_fraud", help="Column with 0/1 fraud labels."),
+    mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
+    out: Path = typer.Option(None, "--out", help="Model file (default DATA_DIR/finance/numeric.joblib)."),
+) -> None:
+    """Fit the numeric screening model on labelled transactions."""
+    from domains.finance.features import compute_features
+    from domains.finance.numeric import NumericModel
+
+    data = _ingest(input_path, mapping, exclude=(label_column,))
+    y = _labels(data.frame, label_column)
+    model = NumericModel.fit(compute_features(data.frame, data.extra_features), y)
+    path = model.save(out or default_numeric_path())
+    console.print(f"numeric model saved to {path} (threshold {model.threshold:.4f})")
+
+
+@app.command()
+def score(
+    input_path: Path = typer.Option(..., "--in", help="Transactions to score (.csv or .parquet)."),
+    out: Path = typer.Option(..., "--out", help="Scored output (.csv or .parquet)."),
+    mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
+    numeric_model: Path = typer.Option(None, "--numeric-model", help="Numeric model file (default from `fit`)."),
+    llm_budget: int = typer.Option(0, "--llm-budget", help="Most transactions the LLM adjudicates."),
+    model: str = typer.Option(None, "--model", help="LLM folder or 'default' (default FINMED_BASE_MODEL)."),
+    adapter: Path = typer.Option(None, "--adapter", help="PEFT adapter folder on top of the model."),
+    language: str = typer.Option("en", help="Prompt language: en or zh."),
+    store: bool = typer.Option(False, "--store", help="Also store assessments in the database."),
+) -> None:
+    """Score transactions: numeric screen on all, LLM on a budgeted selection, fused level per row."""
+    from domains.finance.numeric import NumericModel
+    from domains.finance.pipeline import CascadePolicy, score_frame
+
+    numeric = NumericModel.load(numeric_model or default_numeric_path())
+    data = _ingest(input_path, mapping)
+    extra = [c for c in numeric.columns if c in data.extra_features]
+    llm = _llm(model, adapter, llm_budget)
+    policy = CascadePolicy(budget=llm_budget, language=language)
+    scored = score_frame(data.frame, numeric, llm=llm, policy=policy, extra=extra)
+    scored.insert(2, "source_row", data.frame["source_row"].to_numpy())
+    _write_table(scored, out)
+    if store:
+        from core.db.engine import get_engine, session_scope
+        from core.db.migrate import require_current
+        from domains.finance.models import store_assessments
+
+        engine = get_engine()
+        require_current(engine)
+        version = f"numeric:{(numeric_model or default_numeric_path()).name}" + (f"+llm:{llm.name}" if llm else "")
+        with session_scope(engine) as session:
+            store_assessments(session, scored=scored, batch_id=uuid.uuid4().hex, model_version=version)
+    console.print(
+        f"scored {len(scored)} transactions ({int(scored['adjudicated'].sum())} by the LLM, "
+        f"{int((scored['risk_level'] >= 4).sum())} at level 4-5) -> {out}"
+    )
+
+
+@app.command()
+def backtest(
+    input_path: Path = typer.Option(..., "--in", help="Labelled history (.csv or .parquet)."),
+    label_column: str = typer.Option(..., "--label-column", help="Column with 0/1 fraud labels."),
+    out: Path = typer.Option(..., "--out", help="Output folder for metrics.json, report.md and charts."),
+    mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
+    llm_budget: int = typer.Option(0, "--llm-budget", help="Most test transactions the LLM adjudicates."),
+    model: str = typer.Option(None, "--model", help="LLM folder or 'default' (default FINMED_BASE_MODEL)."),
+    adapter: Path = typer.Option(None, "--adapter", help="PEFT adapter folder on top of the model."),
+    k_examples: int = typer.Option(2, help="Similar labelled cases per prompt."),
+) -> None:
+    """Time-split backtest (earliest 70% fit, latest 30% test) of numeric, LLM and fused variants."""
+    from domains.finance.backtest import run_backtest, write_report
+    from domains.finance.pipeline import CascadePolicy
+
+    data = _ingest(input_path, mapping, exclude=(label_column,))
+    y = _labels(data.frame, label_column)
+    llm = _llm(model, adapter, llm_budget)
+    policy = CascadePolicy(budget=llm_budget, k_examples=k_examples)
+    result = run_backtest(data.frame, y, extra=data.extra_features, llm=llm, policy=policy)
+    write_report(result, out)
+    m = result.metrics
+    console.print(
+        f"AP numeric {m['numeric']['average_precision']} | llm {m['llm']['average_precision']} | "  # type: ignore[index]
+        f"fused {m['fused']['average_precision']} -> {out / 'metrics.json'}"  # type: ignore[index]
+    )
+
+
+@app.command("make-training")
+def make_training(
+    input_path: Path = typer.Option(..., "--in", help="Labelled transactions (.csv or .parquet)."),
+    out: Path = typer.Option(..., "--out", help="Output JSONL of chat records."),
+    label_column: str = typer.Option("is_fraud", help="Column with 0/1 fraud labels."),
+    mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
+    language: str = typer.Option("en", help="Prompt language: en or zh."),
+) -> None:
+    """Build instruction records (risk prompt -> 'Risk level: X; Basis: ...') for fine-tuning."""
+    from domains.finance.training import training_records, write_jsonl
+
+    data = _ingest(input_path, mapping, exclude=(label_column,))
+    y = _labels(data.frame, label_column)
+    records = training_records(data.frame, y, extra=data.extra_features, language=language)
+    write_jsonl(records, out)
+    console.print(f"wrote {len(records)} training records to {out}")

@@ -1,0 +1,186 @@
+"""The scoring cascade: numeric screen on every transaction, LLM adjudication of a budgeted selection, fusion.
+
+Selection (at most `budget` transactions go to the LLM): first an audit sample (a seeded random share of all
+rows, so the LLM is also checked where the numeric model is confident), then the uncertain band nearest the
+threshold first, then high scores above the band, highest first. Each assessment keeps all three variants
+(numeric, LLM, fused) and the fields a review routing policy needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from rich.progress import Progress
+
+from domains.finance.features import compute_features, reasons_for
+from domains.finance.fusion import Band, fuse
+from domains.finance.llm import RiskLLM
+from domains.finance.numeric import NumericModel, prob_to_level
+from domains.finance.parser import parse_risk
+from domains.finance.prompts import build_messages
+from domains.finance.similar import SimilarCases
+
+ASSESSMENT_COLUMNS = (
+    "transaction_id",
+    "account_id",
+    "numeric_score",
+    "numeric_level",
+    "adjudicated",
+    "audit_sample",
+    "llm_level",
+    "parse_ok",
+    "llm_answer",
+    "llm_reasons",
+    "fused_score",
+    "risk_level",
+    "disagreement",
+    "reasons",
+)
+ANSWER_PREFIX = {"en": "Risk level:", "zh": "风险等级:"}
+
+
+@dataclass(frozen=True)
+class CascadePolicy:
+    """Which transactions the LLM sees and how many.
+
+    Attributes:
+        budget: most LLM calls for the batch.
+        audit_rate: share of all rows sampled at random for audit (within the budget, at most a tenth of it).
+        band_width: the uncertain band is Band.around(threshold, width=band_width).
+        k_examples: similar labelled cases per prompt.
+        max_new_tokens: answer length cap.
+        language: prompt language, "en" or "zh".
+        seed: audit sampling seed.
+    """
+
+    budget: int = 0
+    audit_rate: float = 0.01
+    band_width: float = 4.0
+    k_examples: int = 2
+    max_new_tokens: int = 32
+    language: str = "en"
+    seed: int = 0
+
+
+def select_for_llm(
+    prob: np.ndarray, band: Band, threshold: float, policy: CascadePolicy
+) -> tuple[np.ndarray, np.ndarray]:
+    """(selected row indices, audit flag per row) for probabilities `prob` of shape (n,)."""
+    n = len(prob)
+    audit = np.zeros(n, dtype=bool)
+    if policy.budget <= 0 or n == 0:
+        return np.array([], dtype=int), audit
+    rng = np.random.default_rng(policy.seed)
+    n_audit = min(int(rng.binomial(n, policy.audit_rate)), max(policy.budget // 10, 0))
+    audit_idx = rng.choice(n, size=n_audit, replace=False) if n_audit else np.array([], dtype=int)
+    audit[audit_idx] = True
+    in_band = np.flatnonzero((prob >= band.low) & (prob <= band.high) & ~audit)
+    in_band = in_band[np.argsort(np.abs(prob[in_band] - threshold), kind="stable")]
+    high = np.flatnonzero((prob > band.high) & ~audit)
+    high = high[np.argsort(-prob[high], kind="stable")]
+    chosen = np.concatenate([audit_idx, in_band, high])[: policy.budget].astype(int)
+    return chosen, audit
+
+
+def adjudicate(
+    rows: pd.DataFrame, reasons: list[list[str]], llm: RiskLLM, similar: SimilarCases | None, policy: CascadePolicy
+) -> list[str]:
+    """LLM answers for `rows` (canonical fields + features), with progress for long batches.
+
+    The assistant turn is started with the answer prefix ("Risk level:" / "风险等级:"), which is put back in front of
+    the generated text, and the answer is cut at its first line break (a stop sequence): the format is one line.
+    The parser stays strict on the result.
+    """
+    prefix = ANSWER_PREFIX[policy.language]
+    examples = similar.similar(rows, policy.k_examples) if similar is not None else [[] for _ in range(len(rows))]
+    records = rows.to_dict("records")
+    prompts = [
+        llm.render(build_messages(rec, why, examples=ex, language=policy.language)) + prefix
+        for rec, why, ex in zip(records, reasons, examples, strict=True)
+    ]
+    answers: list[str] = []
+    step = 16
+    with Progress(transient=True) as progress:
+        task = progress.add_task("LLM adjudication", total=len(prompts))
+        for start in range(0, len(prompts), step):
+            generated = llm.generate(prompts[start : start + step], max_new_tokens=policy.max_new_tokens)
+            answers.extend(prefix + (text.strip().splitlines() or [""])[0] for text in generated)
+            progress.advance(task, len(prompts[start : start + step]))
+    return answers
+
+
+def score_frame(
+    frame: pd.DataFrame,
+    numeric: NumericModel,
+    *,
+    llm: RiskLLM | None = None,
+    similar: SimilarCases | None = None,
+    policy: CascadePolicy | None = None,
+    extra: list[str] | None = None,
+    features: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Assess every transaction of `frame` (canonical columns, validated).
+
+    Args:
+        frame: transactions; features are computed causally over the whole frame unless `features` is given.
+        numeric: fitted numeric model.
+        llm: the adjudicating LLM (None: numeric only).
+        similar: few-shot source (None: zero-shot prompts).
+        policy: cascade policy (budget 0: no LLM calls).
+        extra: extra numeric feature columns of `frame`.
+        features: precomputed features aligned with `frame` (backtests compute them once over the whole history).
+
+    Returns:
+        One row per transaction with ASSESSMENT_COLUMNS, in `frame`'s order.
+    """
+    policy = policy or CascadePolicy()
+    feats = compute_features(frame, extra) if features is None else features
+    reasons = reasons_for(feats)
+    prob = numeric.predict(feats)
+    band = Band.around(numeric.threshold, width=policy.band_width)
+    n = len(frame)
+    llm_level = np.full(n, np.nan)
+    parse_ok = np.full(n, None, dtype=object)
+    answer = np.full(n, None, dtype=object)
+    llm_reasons = np.full(n, None, dtype=object)
+    chosen, audit = (np.array([], dtype=int), np.zeros(n, dtype=bool))
+    if llm is not None:
+        chosen, audit = select_for_llm(prob, band, numeric.threshold, policy)
+    if len(chosen):
+        rows = pd.concat([frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1).iloc[chosen]
+        rows = rows.loc[:, ~rows.columns.duplicated(keep="last")]
+        answers = adjudicate(rows, [reasons[i] for i in chosen], llm, similar, policy)  # type: ignore[arg-type]
+        for i, text in zip(chosen, answers, strict=True):
+            parsed = parse_risk(text)
+            answer[i], parse_ok[i] = text, parsed.ok
+            if parsed.ok:
+                llm_level[i] = parsed.level
+                llm_reasons[i] = ",".join(parsed.reasons)
+    adjudicated = np.zeros(n, dtype=bool)
+    adjudicated[chosen] = True
+    numeric_level = prob_to_level(prob)
+    fused = fuse(prob, llm_level, band)
+    out = pd.DataFrame(
+        {
+            "transaction_id": frame["transaction_id"].astype(str).to_numpy(),
+            "account_id": frame["account_id"].astype(str).to_numpy(),
+            "numeric_score": prob,
+            "numeric_level": numeric_level,
+            "adjudicated": adjudicated,
+            "audit_sample": audit & adjudicated,
+            "llm_level": pd.array(np.where(np.isnan(llm_level), pd.NA, llm_level), dtype="Int64"),
+            "parse_ok": parse_ok,
+            "llm_answer": answer,
+            "llm_reasons": llm_reasons,
+            "fused_score": fused,
+            "risk_level": prob_to_level(fused),
+            "disagreement": pd.array(
+                np.where(np.isnan(llm_level), pd.NA, np.abs(np.nan_to_num(llm_level) - numeric_level)), dtype="Int64"
+            ),
+            "reasons": [",".join(r) for r in reasons],
+        },
+        index=frame.index,
+    )
+    return out
