@@ -13,11 +13,11 @@ from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.finetune.cli import train as finetune_train
 from core.models.cli import app as model_app
+from core.quantize.cli import app as quantize_app
 from core.retrieval.cli import app as index_app
 from core.review.cli import app as review_app
 from core.review.cli import audit_app
 from core.serving.cli import app as serve_app
-from core.quantize.cli import app as quantize_app
 from core.settings import get_settings
 
 app = typer.Typer(

@@ -151,6 +151,8 @@ def tiny_genai_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     from core.serving.build_onnx import build_genai_folder
 
     return build_genai_folder(tiny_model_dir, tmp_path_factory.mktemp("genai") / "tiny-int4", precision="int4")
+
+
 FINETUNE_RECORDS = REPO / "tests" / "assets" / "finetune" / "records.jsonl"
 
 
@@ -173,6 +175,8 @@ def tiny_train_config(tiny_model_dir: Path):
         return config_from_dict(raw)
 
     return make
+
+
 def make_lora_run(base_dir: Path, run_dir: Path, seed: int = 0) -> Path:
     """A run folder as fine-tuning writes it: a peft LoRA adapter with non-zero weights, plus the tokenizer."""
     import torch
