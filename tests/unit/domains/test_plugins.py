@@ -11,3 +11,8 @@ def test_domains_are_registered() -> None:
 def test_medical_policy_is_reachable_through_the_plugin() -> None:
     policy = domain_policy("medical")
     assert policy.name and policy.version
+
+
+def test_finance_policy_is_reachable_through_the_plugin() -> None:
+    policy = domain_policy("finance")
+    assert policy.name and policy.version
