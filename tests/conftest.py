@@ -153,6 +153,22 @@ def tiny_genai_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     return build_genai_folder(tiny_model_dir, tmp_path_factory.mktemp("genai") / "tiny-int4", precision="int4")
 
 
+@pytest.fixture(scope="session")
+def slow_genai_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wider random model (hidden 512, 6 layers) at int4, for tests that need a request to stay in flight.
+
+    The 2-layer tiny model writes 400 tokens in under 20 ms on an idle machine, faster than the timeouts and
+    queue overflows the serving tests provoke; this one takes several hundred milliseconds.
+    """
+    from core.models.tiny import save_tiny_model
+    from core.serving.build_onnx import build_genai_folder
+
+    model = save_tiny_model(
+        tmp_path_factory.mktemp("models") / "slow", hidden_size=512, intermediate_size=2048, num_hidden_layers=6
+    )
+    return build_genai_folder(model, tmp_path_factory.mktemp("genai") / "slow-int4", precision="int4")
+
+
 FINETUNE_RECORDS = REPO / "tests" / "assets" / "finetune" / "records.jsonl"
 
 

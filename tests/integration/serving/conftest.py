@@ -70,14 +70,17 @@ def running_server(config: ServeConfig, db_dir: Path) -> Iterator[RunningServer]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_genai_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One server with the tiny model under four names: batched, solo (no batching), one-slot, and a second."""
+def server(
+    tiny_genai_dir: Path, slow_genai_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One server with the tiny model under names batched and solo (no batching), and a slower model under
+    small-queue names (busy: two slots, one: one slot) so queue overflows and timeouts happen on any machine."""
     config = ServeConfig(
         models=[
             ModelSpec(name="tiny", path=tiny_genai_dir, max_batch_size=8, max_wait_ms=100, max_queue=64),
             ModelSpec(name="tiny-solo", path=tiny_genai_dir, max_batch_size=1, max_wait_ms=0, max_queue=64),
-            ModelSpec(name="tiny-busy", path=tiny_genai_dir, max_batch_size=1, max_wait_ms=0, max_queue=2),
-            ModelSpec(name="tiny-one", path=tiny_genai_dir, max_batch_size=1, max_wait_ms=0, max_queue=1),
+            ModelSpec(name="tiny-busy", path=slow_genai_dir, max_batch_size=1, max_wait_ms=0, max_queue=2),
+            ModelSpec(name="tiny-one", path=slow_genai_dir, max_batch_size=1, max_wait_ms=0, max_queue=1),
         ]
     )
     with running_server(config, tmp_path_factory.mktemp("serve")) as running:

@@ -18,6 +18,12 @@ def tiny_loaded(tiny_genai_dir: Path) -> LoadedModel:
     return LoadedModel("tiny", tiny_genai_dir, device="cpu")
 
 
+@pytest.fixture(scope="module")
+def slow_loaded(slow_genai_dir: Path) -> LoadedModel:
+    """Slow enough that a 400-token request outlives a 30 ms timeout on an idle machine."""
+    return LoadedModel("slow", slow_genai_dir, device="cpu")
+
+
 def _req(model: LoadedModel, text: str, **kw: object) -> GenRequest:
     return GenRequest(prompt_ids=model.encode(text), **{"max_new_tokens": 6, **kw})  # type: ignore[arg-type]
 
@@ -49,12 +55,12 @@ def test_mixed_keys_and_lengths_are_batched_apart_and_match_alone(tiny_loaded: L
         worker.close()
 
 
-def test_queue_bound_and_timeout(tiny_loaded: LoadedModel) -> None:
+def test_queue_bound_and_timeout(slow_loaded: LoadedModel) -> None:
     metrics = ServingMetrics()
-    worker = ModelWorker(tiny_loaded, ModelSpec(name="tiny", max_batch_size=1, max_wait_ms=0, max_queue=1), metrics)
+    worker = ModelWorker(slow_loaded, ModelSpec(name="tiny", max_batch_size=1, max_wait_ms=0, max_queue=1), metrics)
 
     async def run() -> None:
-        long = [_req(tiny_loaded, "Impression:", max_new_tokens=400, min_new_tokens=400) for _ in range(3)]
+        long = [_req(slow_loaded, "Impression:", max_new_tokens=400, min_new_tokens=400) for _ in range(3)]
         first = asyncio.ensure_future(worker.run(long[0], 0.03))
         while not metrics.requests_running.labels("tiny")._value.get():  # type: ignore[attr-defined]
             await asyncio.sleep(0.001)
@@ -67,7 +73,7 @@ def test_queue_bound_and_timeout(tiny_loaded: LoadedModel) -> None:
             with pytest.raises(RequestTimeout):
                 await task
         assert long[0].cancelled.is_set() and len(long[0].token_ids) < 400
-        done = await worker.run(_req(tiny_loaded, "ok"), 30)
+        done = await worker.run(_req(slow_loaded, "ok"), 30)
         assert done.finish_reason in ("stop", "length")
 
     try:
