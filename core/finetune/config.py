@@ -46,6 +46,11 @@ class MethodSection(_Section):
     lora_target: list[str] | Literal["all-linear"] = Field(
         ["q_proj", "v_proj"], description="Module names to adapt, or 'all-linear'."
     )
+    lora_layers: list[int] | None = Field(
+        None,
+        description="Only these decoder layer indices get LoRA (None: all). The top layers alone cost far less to "
+        "train: the backward pass stops below the lowest adapted layer.",
+    )
     lora_bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train with LoRA.")
     adalora_target_r: int = Field(8, ge=1, description="AdaLoRA: average rank after budget allocation.")
     adapter_size: int = Field(64, ge=1, description="Bottleneck width of adapter layers.")

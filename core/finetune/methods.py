@@ -39,6 +39,8 @@ def peft_config(method: MethodSection, *, tokenizer_path: str, total_steps: int)
         bias=method.lora_bias,
         task_type=task,
     )
+    if method.lora_layers is not None:
+        lora_args.update(layers_to_transform=list(method.lora_layers), layers_pattern="layers")
     if method.name == "lora":
         return peft.LoraConfig(**lora_args)
     if method.name == "dora":

@@ -3,7 +3,8 @@
 Features are computed once over the whole history (they are causal, so test rows see only their own past, as in
 production). The numeric model and the few-shot case base use the training part only. The operating threshold is
 chosen on the training part (best F1 on out-of-fold probabilities); fused reuses it (fusion keeps the same scale)
-and the LLM variant uses the level that threshold maps to. No LLM calls are spent on the training part.
+and the LLM variant uses its own decision point, expected level 2.5 (llm.LLM_THRESHOLD), which is what its training
+targets teach. No LLM calls are spent on the training part.
 The LLM variant is measured on the test rows it adjudicated with a parsable answer (`llm_scored`).
 """
 
@@ -20,8 +21,8 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from domains.finance.features import compute_features
-from domains.finance.llm import RiskLLM
-from domains.finance.numeric import NumericModel, prob_to_level
+from domains.finance.llm import LLM_THRESHOLD, RiskLLM
+from domains.finance.numeric import NumericModel
 from domains.finance.pipeline import CascadePolicy, score_frame
 from domains.finance.similar import InMemorySimilarCases
 
@@ -71,13 +72,34 @@ def run_backtest(
     extra: list[str] | None = None,
     llm: RiskLLM | None = None,
     policy: CascadePolicy | None = None,
+    finetune_dir: Path | None = None,
+    finetune_records: int = 384,
+    finetune_overrides: list[str] | None = None,
 ) -> BacktestResult:
-    """Fit on the early part of `frame`, score the late part; labels shape (n,) 0/1 aligned with `frame`."""
+    """Fit on the early part of `frame`, score the late part; labels shape (n,) 0/1 aligned with `frame`.
+
+    With `finetune_dir`, the finance adapter is trained on the early part too (adapter.train_adapter, hard
+    legitimate rows picked by the numeric model fitted there) and adjudicates instead of `llm`.
+    """
     frame = frame.reset_index(drop=True)
     labels = np.asarray(labels, dtype=int)
     feats = compute_features(frame, extra)
     train, test = time_split(frame)
     numeric = NumericModel.fit(feats.iloc[train], labels[train])
+    if finetune_dir is not None:
+        from domains.finance.adapter import train_adapter
+        from domains.finance.llm import LocalLLM
+
+        run = train_adapter(
+            frame.iloc[train],
+            labels[train],
+            finetune_dir,
+            features=feats.iloc[train],
+            hardness=numeric.predict(feats.iloc[train]),
+            max_records=finetune_records,
+            overrides=finetune_overrides,
+        )
+        llm = LocalLLM(adapter=run)
     similar = None
     if llm is not None and policy is not None and policy.budget > 0 and policy.k_examples > 0:
         base = pd.concat([frame.iloc[train].reset_index(drop=True), feats.iloc[train].reset_index(drop=True)], axis=1)
@@ -92,12 +114,9 @@ def run_backtest(
     )
     y = labels[test]
     llm_rows = scored["llm_level"].notna().to_numpy()
-    level_cut = int(prob_to_level(np.array([numeric.threshold]))[0])
     metrics: dict[str, object] = {
         "numeric": variant_metrics(y, scored["numeric_score"].to_numpy(), numeric.threshold),
-        "llm": variant_metrics(
-            y[llm_rows], scored.loc[llm_rows, "llm_level"].to_numpy(dtype=float) / 5.0, level_cut / 5.0
-        ),
+        "llm": variant_metrics(y[llm_rows], scored.loc[llm_rows, "llm_score"].to_numpy(dtype=float), LLM_THRESHOLD),
         "fused": variant_metrics(y, scored["fused_score"].to_numpy(), numeric.threshold),
         "n_train": len(train),
         "n_test": len(test),

@@ -15,9 +15,12 @@ from core.console import console, err_console
 from core.errors import ValidationError
 from core.settings import get_settings
 
-app = typer.Typer(help="Finance fraud-risk scoring: synth, fit, score, backtest, make-training.", no_args_is_help=True)
+app = typer.Typer(
+    help="Finance fraud-risk scoring: synth, fit, score, backtest, make-training, adapt.", no_args_is_help=True
+)
 
 MAP_HELP = "Column mapping field=column (repeatable), e.g. --map amount=amt --map timestamp=time."
+ADAPTER_HELP = "A `finmed train` run folder (finance adapter, or an adapt run stacked on it) or a PEFT adapter folder."
 
 
 def default_numeric_path() -> Path:
@@ -120,32 +123,51 @@ def score(
     numeric_model: Path = typer.Option(None, "--numeric-model", help="Numeric model file (default from `fit`)."),
     llm_budget: int = typer.Option(0, "--llm-budget", help="Most transactions the LLM adjudicates."),
     model: str = typer.Option(None, "--model", help="LLM folder or 'default' (default FINMED_BASE_MODEL)."),
-    adapter: Path = typer.Option(None, "--adapter", help="PEFT adapter folder on top of the model."),
+    adapter: Path = typer.Option(None, "--adapter", help=ADAPTER_HELP),
     language: str = typer.Option("en", help="Prompt language: en or zh."),
-    store: bool = typer.Option(False, "--store", help="Also store assessments in the database."),
+    store: bool = typer.Option(
+        False, "--store", help="Store assessments in the database and route those needing a person to review."
+    ),
+    as_user: str = typer.Option(
+        None, "--as", envvar="FINMED_USER", help="With --store: the analyst or engineer the outputs are recorded as."
+    ),
 ) -> None:
     """Score transactions: numeric screen on all, LLM on a budgeted selection, fused level per row."""
+    from domains.finance.features import compute_features
     from domains.finance.numeric import NumericModel
     from domains.finance.pipeline import CascadePolicy, score_frame
+
+    if store and not as_user:
+        raise ValidationError("--store records review items and needs --as USER (or FINMED_USER)")
 
     numeric = NumericModel.load(numeric_model or default_numeric_path())
     data = _ingest(input_path, mapping)
     extra = [c for c in numeric.columns if c in data.extra_features]
     llm = _llm(model, adapter, llm_budget)
     policy = CascadePolicy(budget=llm_budget, language=language)
-    scored = score_frame(data.frame, numeric, llm=llm, policy=policy, extra=extra)
-    scored.insert(2, "source_row", data.frame["source_row"].to_numpy())
-    _write_table(scored, out)
+    feats = compute_features(data.frame, extra)
+    scored = score_frame(data.frame, numeric, llm=llm, policy=policy, extra=extra, features=feats)
+    routed = None
     if store:
+        from core.auth.users import get_user
         from core.db.engine import get_engine, session_scope
         from core.db.migrate import require_current
         from domains.finance.models import store_assessments
+        from domains.finance.routing import route_assessments
 
         engine = get_engine()
         require_current(engine)
         version = f"numeric:{(numeric_model or default_numeric_path()).name}" + (f"+llm:{llm.name}" if llm else "")
+        rows = pd.concat([data.frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1)
+        rows = rows.loc[:, ~rows.columns.duplicated(keep="last")]
         with session_scope(engine) as session:
+            user = get_user(session, as_user)
             store_assessments(session, scored=scored, batch_id=uuid.uuid4().hex, model_version=version)
+            routed = route_assessments(session, user=user, scored=scored, rows=rows, model_name=version)
+    scored.insert(2, "source_row", data.frame["source_row"].to_numpy())
+    _write_table(scored, out)
+    if routed is not None:
+        console.print(f"stored; {routed['recorded']} outputs recorded, {routed['queued']} queued for review")
     console.print(
         f"scored {len(scored)} transactions ({int(scored['adjudicated'].sum())} by the LLM, "
         f"{int((scored['risk_level'] >= 4).sum())} at level 4-5) -> {out}"
@@ -160,18 +182,37 @@ def backtest(
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
     llm_budget: int = typer.Option(0, "--llm-budget", help="Most test transactions the LLM adjudicates."),
     model: str = typer.Option(None, "--model", help="LLM folder or 'default' (default FINMED_BASE_MODEL)."),
-    adapter: Path = typer.Option(None, "--adapter", help="PEFT adapter folder on top of the model."),
-    k_examples: int = typer.Option(2, help="Similar labelled cases per prompt."),
+    adapter: Path = typer.Option(None, "--adapter", help=ADAPTER_HELP),
+    finetune: bool = typer.Option(
+        False, "--finetune", help="Train the finance adapter on the early part first (into OUT/adapter) and use it."
+    ),
+    max_records: int = typer.Option(384, help="With --finetune: most training records."),
+    k_examples: int = typer.Option(
+        None, help="Similar labelled cases per prompt (default 2 for a base model, 0 with an adapter)."
+    ),
 ) -> None:
     """Time-split backtest (earliest 70% fit, latest 30% test) of numeric, LLM and fused variants."""
     from domains.finance.backtest import run_backtest, write_report
     from domains.finance.pipeline import CascadePolicy
 
+    if finetune and adapter is not None:
+        raise ValidationError("--finetune trains its own adapter: leave out --adapter")
+    if finetune and llm_budget <= 0:
+        raise ValidationError("--finetune needs --llm-budget > 0 (the adapter is only used by LLM adjudication)")
     data = _ingest(input_path, mapping, exclude=(label_column,))
     y = _labels(data.frame, label_column)
-    llm = _llm(model, adapter, llm_budget)
-    policy = CascadePolicy(budget=llm_budget, k_examples=k_examples)
-    result = run_backtest(data.frame, y, extra=data.extra_features, llm=llm, policy=policy)
+    llm = None if finetune else _llm(model, adapter, llm_budget)
+    tuned = finetune or adapter is not None
+    policy = CascadePolicy(budget=llm_budget, k_examples=k_examples if k_examples is not None else (0 if tuned else 2))
+    result = run_backtest(
+        data.frame,
+        y,
+        extra=data.extra_features,
+        llm=llm,
+        policy=policy,
+        finetune_dir=out / "adapter" if finetune else None,
+        finetune_records=max_records,
+    )
     write_report(result, out)
     m = result.metrics
     console.print(
@@ -187,12 +228,59 @@ def make_training(
     label_column: str = typer.Option("is_fraud", help="Column with 0/1 fraud labels."),
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
     language: str = typer.Option("en", help="Prompt language: en or zh."),
+    max_records: int = typer.Option(
+        512, help="Most records: fraud rows (at most half), hard and random legitimate rows; 0 keeps every row."
+    ),
 ) -> None:
     """Build instruction records (risk prompt -> 'Risk level: X; Basis: ...') for fine-tuning."""
-    from domains.finance.training import training_records, write_jsonl
+    from domains.finance.features import compute_features, reasons_for
+    from domains.finance.training import select_rows, training_records, write_jsonl
 
+    if language not in ("en", "zh"):
+        raise ValidationError(f"--language must be en or zh, not {language!r}")
     data = _ingest(input_path, mapping, exclude=(label_column,))
     y = _labels(data.frame, label_column)
-    records = training_records(data.frame, y, extra=data.extra_features, language=language)
+    feats = compute_features(data.frame, data.extra_features)
+    rows = select_rows(y, reasons_for(feats), max_records)
+    records = training_records(data.frame, y, language=language, rows=rows, features=feats)
     write_jsonl(records, out)
     console.print(f"wrote {len(records)} training records to {out}")
+
+
+@app.command()
+def adapt(
+    examples: Path = typer.Option(..., "--examples", help="Labelled history containing the new scheme."),
+    adapter: Path = typer.Option(..., "--adapter", help="The finance adapter run folder to stack the soft prompt on."),
+    out: Path = typer.Option(..., "--out", help="Output folder (run folder finance-adapt, adaptation.json)."),
+    label_column: str = typer.Option("is_fraud", help="Column with 0/1 fraud labels."),
+    mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
+    old: Path = typer.Option(None, "--old", help="The old labelled set, to check the false-positive rate."),
+    n_examples: int = typer.Option(64, help="Training examples, 16-64 (half new-scheme fraud where available)."),
+    eval_legit: int = typer.Option(200, help="Legitimate rows sampled for each false-positive rate."),
+) -> None:
+    """Learn a soft prompt for a new fraud scheme from a few labelled examples, on top of the finance adapter."""
+    from domains.finance.adapter import adapt as run_adapt
+
+    data = _ingest(examples, mapping, exclude=(label_column,))
+    y = _labels(data.frame, label_column)
+    old_frame = old_y = None
+    if old is not None:
+        old_data = _ingest(old, mapping, exclude=(label_column,))
+        old_frame, old_y = old_data.frame, _labels(old_data.frame, label_column)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_adapt(
+        data.frame, y, adapter, out, old=old_frame, old_labels=old_y, n_examples=n_examples, n_eval_legit=eval_legit
+    )
+    from rich.table import Table
+
+    table = Table(title=f"Adaptation ({result['train_examples']} examples, LLM threshold {result['threshold']})")
+    for column in ("set", "metric", "before", "after"):
+        table.add_column(column)
+    before, after = result["before"], result["after"]
+    assert isinstance(before, dict) and isinstance(after, dict)
+    for name in before:
+        for metric in ("recall", "fpr"):
+            b, a = before[name][metric], after[name][metric]
+            table.add_row(name, metric, "n/a" if b is None else f"{b:.3f}", "n/a" if a is None else f"{a:.3f}")
+    console.print(table)
+    console.print(f"soft prompt run: {result['run']}; details in {out / 'adaptation.json'}")

@@ -1,8 +1,9 @@
-"""Fusion of the numeric probability with the LLM's level, bounded to the adjudicated band.
+"""Fusion of the numeric probability with the LLM's score, bounded to the adjudicated band.
 
-The LLM may move a score only inside the band [low, high] it was asked to adjudicate: fused = clip(p + weight *
-(level / 5 - p), low, high). Outside the band, or without a parsed LLM level, fused = p. So a weak or wrong LLM
-can reorder transactions only within the uncertain band, never push a confident numeric score across it.
+The LLM score s is its expected level / 5 (llm.expected_level; the parsed level / 5 when no distribution is
+available). The LLM may move a score only inside the band [low, high] it was asked to adjudicate: fused =
+clip(p + weight * (s - p), low, high). Outside the band, or without a parsed answer, fused = p. So a weak or wrong
+LLM can reorder transactions only within the uncertain band, never push a confident numeric score across it.
 """
 
 from __future__ import annotations
@@ -26,19 +27,19 @@ class Band:
         return cls(threshold / width, 1.0 - (1.0 - threshold) / width, weight)
 
 
-def fuse(prob: np.ndarray, llm_level: np.ndarray, band: Band) -> np.ndarray:
+def fuse(prob: np.ndarray, llm_score: np.ndarray, band: Band) -> np.ndarray:
     """Fused probability per row.
 
     Args:
         prob: numeric probabilities, shape (n,).
-        llm_level: LLM levels 0-5, NaN where not adjudicated or unparsed, shape (n,).
+        llm_score: LLM scores in [0, 1], NaN where not adjudicated or unparsed, shape (n,).
         band: the adjudicated band.
 
     Returns:
         Fused probabilities, shape (n,).
     """
     prob = np.asarray(prob, dtype=float)
-    level = np.asarray(llm_level, dtype=float)
-    inside = (prob >= band.low) & (prob <= band.high) & ~np.isnan(level)
-    moved = np.clip(prob + band.weight * (np.nan_to_num(level) / 5.0 - prob), band.low, band.high)
+    score = np.asarray(llm_score, dtype=float)
+    inside = (prob >= band.low) & (prob <= band.high) & ~np.isnan(score)
+    moved = np.clip(prob + band.weight * (np.nan_to_num(score) - prob), band.low, band.high)
     return np.where(inside, moved, prob)

@@ -1,37 +1,70 @@
 """The LLM seam for risk scoring: a `RiskLLM` protocol and `LocalLLM`, an in-process transformers implementation.
 
-The serving engine (ONNX Runtime GenAI) plugs in at merge as another `RiskLLM`; the pipeline only sees the protocol.
+Besides the answer text, the cascade needs the model's level as a number it can rank by: the prompt ends with the
+answer prefix ("Risk level: "), so the next token is the level digit, and the softmax over the six digit tokens at
+that position is the model's distribution over levels 0-5. Its expectation gives a continuous LLM score, which ranks
+far better than six integer levels; the generated text is still parsed strictly and a parse failure discards it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from core.models.resolve import ModelRef, load_causal_lm, resolve_model
 from core.settings import get_settings
 
+LEVELS = 6
+# The LLM's own decision point on its score (expected level / 5): 2.5 lies between the highest level training targets
+# give legitimate rows (2) and the lowest they give fraud (3) (targets.target_for).
+LLM_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class LLMAnswer:
+    """One generated answer: the text after the prompt, and the level distribution at its first token.
+
+    `level_probs` has shape (6,) and sums to 1, or is None when the tokenizer does not write each digit 0-5 as one
+    token (then only the parsed level is used).
+    """
+
+    text: str
+    level_probs: np.ndarray | None
+
 
 class RiskLLM(Protocol):
-    """Anything that turns rendered chat prompts into answers (greedy, one answer per prompt)."""
+    """Anything that turns rendered chat prompts (ending with the answer prefix) into answers, greedily."""
 
     name: str
 
-    def generate(self, prompts: list[str], *, max_new_tokens: int) -> list[str]:
-        """Answers for `prompts` (already rendered with the chat template), in order."""
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """Chat messages rendered with this model's chat template, ready for `answer`."""
         ...
 
-    def render(self, messages: list[dict[str, str]]) -> str:
-        """Chat messages rendered with this model's chat template, ready for `generate`."""
+    def answer(self, prompts: list[str], *, max_new_tokens: int) -> list[LLMAnswer]:
+        """Answers for `prompts` (rendered, ending with the answer prefix), in order."""
         ...
+
+    def level_probs(self, prompts: list[str]) -> np.ndarray:
+        """Level distributions right after each prompt, shape (n, 6); NaN rows where unavailable."""
+        ...
+
+
+def expected_level(probs: np.ndarray) -> np.ndarray:
+    """Expected level sum_k k * p_k for distributions of shape (..., 6)."""
+    return np.asarray(probs, dtype=float) @ np.arange(LEVELS, dtype=float)
 
 
 class LocalLLM:
-    """A causal LM loaded in-process (base model, optionally with a PEFT adapter), batched greedy generation.
+    """A causal LM loaded in-process (base model, optionally with an adapter), batched greedy generation.
 
     Args:
         model: a model folder, 'default' or a hub id in the local cache (None: settings.base_model).
-        adapter: a PEFT adapter folder applied on top (e.g. the finance LoRA adapter).
+        adapter: a finished `finmed train` run folder (its base and adapters are loaded, stacked runs included,
+            and `model` is ignored) or a plain PEFT adapter folder applied on top of `model`.
         batch_size: prompts per forward batch.
         device: torch device.
     """
@@ -39,42 +72,95 @@ class LocalLLM:
     def __init__(
         self, model: str | None = None, *, adapter: Path | None = None, batch_size: int = 8, device: str = "cpu"
     ) -> None:
-        settings = get_settings()
-        ref: ModelRef = resolve_model(model or settings.base_model, settings.models_dir)
-        self.model, self.tokenizer = load_causal_lm(ref, device=device)
-        self.name = ref.name
-        if adapter is not None:
-            from peft import PeftModel
+        from core.finetune.load import is_run_folder, load_trained
 
-            self.model = PeftModel.from_pretrained(self.model, str(adapter))
-            self.name = f"{ref.name}+{Path(adapter).name}"
+        if adapter is not None and is_run_folder(Path(adapter)):
+            self.model, self.tokenizer = load_trained(adapter)
+            self.name = f"run:{Path(adapter).name}"
+        else:
+            settings = get_settings()
+            ref: ModelRef = resolve_model(model or settings.base_model, settings.models_dir)
+            self.model, self.tokenizer = load_causal_lm(ref, device=device)
+            self.name = ref.name
+            if adapter is not None:
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, str(adapter))
+                self.name = f"{ref.name}+{Path(adapter).name}"
+        self.model.to(device)
         self.model.eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
         self.device = device
+        self.digit_ids = self._digit_ids()
+
+    def _digit_ids(self) -> list[int] | None:
+        """Token ids of '0'..'5' when each is a single token, else None."""
+        ids = [self.tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(LEVELS)]
+        return [i[0] for i in ids] if all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == LEVELS else None
+
+    def _encode(self, batch: list[str]) -> dict[str, Any]:
+        enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _digit_softmax(self, logits: Any) -> np.ndarray:
+        """(batch, vocab) logits -> (batch, 6) distribution over the digit tokens (NaN without digit ids)."""
+        import torch
+
+        if self.digit_ids is None:
+            return np.full((logits.shape[0], LEVELS), np.nan)
+        return torch.softmax(logits[:, self.digit_ids].float(), dim=-1).cpu().numpy()
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """See RiskLLM.render."""
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def generate(self, prompts: list[str], *, max_new_tokens: int = 32) -> list[str]:
-        """See RiskLLM.generate; prompts are left-padded into batches of `batch_size`."""
+        """Answer texts only (see `answer`)."""
+        return [a.text for a in self.answer(prompts, max_new_tokens=max_new_tokens)]
+
+    def answer(self, prompts: list[str], *, max_new_tokens: int = 32) -> list[LLMAnswer]:
+        """See RiskLLM.answer; prompts are left-padded into batches of `batch_size`."""
         import torch
 
-        answers: list[str] = []
+        answers: list[LLMAnswer] = []
         for start in range(0, len(prompts), self.batch_size):
-            batch = prompts[start : start + self.batch_size]
-            enc: Any = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(self.device) for k, v in enc.items()}
+            enc = self._encode(prompts[start : start + self.batch_size])
             with torch.inference_mode():
                 out = self.model.generate(
                     **enc,
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=self.tokenizer.pad_token_id,
-                )  # (batch, prompt_len + new)
-            new = out[:, enc["input_ids"].shape[1] :]
-            answers.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
-        return [a.strip() for a in answers]
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                )
+            new = out.sequences[:, enc["input_ids"].shape[1] :]  # (batch, new tokens)
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            probs = self._digit_softmax(out.scores[0])  # scores[0]: (batch, vocab) at the first new token
+            for text, p in zip(texts, probs, strict=True):
+                answers.append(LLMAnswer(text.strip(), None if np.isnan(p).any() else p))
+        return answers
+
+    def level_probs(self, prompts: list[str]) -> np.ndarray:
+        """See RiskLLM.level_probs: one forward pass per batch, no generation (for scoring and evaluation).
+
+        Right padding, reading each row at its own last token: a soft prompt (prompt tuning) is prepended to the
+        whole padded row, so left padding would put pads between it and the text and shift their distance.
+        """
+        import torch
+
+        rows = []
+        self.tokenizer.padding_side = "right"
+        try:
+            for start in range(0, len(prompts), self.batch_size):
+                enc = self._encode(prompts[start : start + self.batch_size])
+                with torch.inference_mode():
+                    logits = self.model(**enc).logits  # (batch, [virtual tokens +] seq, vocab)
+                last = enc["attention_mask"].sum(dim=1) - 1 + (logits.shape[1] - enc["input_ids"].shape[1])
+                rows.append(self._digit_softmax(logits[torch.arange(logits.shape[0]), last]))
+        finally:
+            self.tokenizer.padding_side = "left"
+        return np.concatenate(rows) if rows else np.zeros((0, LEVELS))

@@ -16,7 +16,8 @@ class Assessment(Base):
     """One transaction's risk assessment.
 
     `risk_level` is the fused level; `llm_level` is None where the LLM did not adjudicate or its answer failed to
-    parse (`parse_ok` False routes to review); `disagreement` = |llm_level - numeric_level|.
+    parse (`parse_ok` False routes to review); `llm_score` is its expected level / 5, the value fusion uses;
+    `disagreement` = |llm_level - numeric_level|.
     """
 
     __tablename__ = "finance_assessments"
@@ -34,6 +35,7 @@ class Assessment(Base):
     numeric_score: Mapped[float]
     numeric_level: Mapped[int]
     llm_level: Mapped[int | None]
+    llm_score: Mapped[float | None]
     parse_ok: Mapped[bool | None]
     llm_answer: Mapped[str | None] = mapped_column(Text)
     fused_score: Mapped[float]
@@ -54,6 +56,7 @@ def store_assessments(session: Session, *, scored: pd.DataFrame, batch_id: str, 
     rows = []
     for rec in scored.to_dict("records"):
         llm_level = opt(rec["llm_level"])
+        llm_score = opt(rec.get("llm_score"))
         disagreement = opt(rec["disagreement"])
         parse_ok = opt(rec["parse_ok"])
         rows.append(
@@ -65,6 +68,7 @@ def store_assessments(session: Session, *, scored: pd.DataFrame, batch_id: str, 
                 numeric_score=float(rec["numeric_score"]),
                 numeric_level=int(rec["numeric_level"]),
                 llm_level=None if llm_level is None else int(llm_level),
+                llm_score=None if llm_score is None else float(llm_score),
                 parse_ok=None if parse_ok is None else bool(parse_ok),
                 llm_answer=opt(rec["llm_answer"]),
                 fused_score=float(rec["fused_score"]),

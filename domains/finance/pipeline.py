@@ -16,10 +16,10 @@ from rich.progress import Progress
 
 from domains.finance.features import compute_features, reasons_for
 from domains.finance.fusion import Band, fuse
-from domains.finance.llm import RiskLLM
+from domains.finance.llm import LLMAnswer, RiskLLM, expected_level
 from domains.finance.numeric import NumericModel, prob_to_level
 from domains.finance.parser import parse_risk
-from domains.finance.prompts import build_messages
+from domains.finance.prompts import ANSWER_PREFIX, build_messages
 from domains.finance.similar import SimilarCases
 
 ASSESSMENT_COLUMNS = (
@@ -30,6 +30,7 @@ ASSESSMENT_COLUMNS = (
     "adjudicated",
     "audit_sample",
     "llm_level",
+    "llm_score",
     "parse_ok",
     "llm_answer",
     "llm_reasons",
@@ -38,7 +39,6 @@ ASSESSMENT_COLUMNS = (
     "disagreement",
     "reasons",
 )
-ANSWER_PREFIX = {"en": "Risk level:", "zh": "风险等级:"}
 
 
 @dataclass(frozen=True)
@@ -84,29 +84,37 @@ def select_for_llm(
     return chosen, audit
 
 
-def adjudicate(
+def prompts_for(
     rows: pd.DataFrame, reasons: list[list[str]], llm: RiskLLM, similar: SimilarCases | None, policy: CascadePolicy
 ) -> list[str]:
+    """Rendered prompts for `rows` (canonical fields + features), each ending with the answer prefix."""
+    prefix = ANSWER_PREFIX[policy.language]
+    examples = similar.similar(rows, policy.k_examples) if similar is not None else [[] for _ in range(len(rows))]
+    return [
+        llm.render(build_messages(rec, why, examples=ex, language=policy.language)) + prefix
+        for rec, why, ex in zip(rows.to_dict("records"), reasons, examples, strict=True)
+    ]
+
+
+def adjudicate(
+    rows: pd.DataFrame, reasons: list[list[str]], llm: RiskLLM, similar: SimilarCases | None, policy: CascadePolicy
+) -> list[LLMAnswer]:
     """LLM answers for `rows` (canonical fields + features), with progress for long batches.
 
-    The assistant turn is started with the answer prefix ("Risk level:" / "风险等级:"), which is put back in front of
+    The assistant turn is started with the answer prefix ("Risk level: " / "风险等级:"), which is put back in front of
     the generated text, and the answer is cut at its first line break (a stop sequence): the format is one line.
     The parser stays strict on the result.
     """
     prefix = ANSWER_PREFIX[policy.language]
-    examples = similar.similar(rows, policy.k_examples) if similar is not None else [[] for _ in range(len(rows))]
-    records = rows.to_dict("records")
-    prompts = [
-        llm.render(build_messages(rec, why, examples=ex, language=policy.language)) + prefix
-        for rec, why, ex in zip(records, reasons, examples, strict=True)
-    ]
-    answers: list[str] = []
+    prompts = prompts_for(rows, reasons, llm, similar, policy)
+    answers: list[LLMAnswer] = []
     step = 16
     with Progress(transient=True) as progress:
         task = progress.add_task("LLM adjudication", total=len(prompts))
         for start in range(0, len(prompts), step):
-            generated = llm.generate(prompts[start : start + step], max_new_tokens=policy.max_new_tokens)
-            answers.extend(prefix + (text.strip().splitlines() or [""])[0] for text in generated)
+            for ans in llm.answer(prompts[start : start + step], max_new_tokens=policy.max_new_tokens):
+                first_line = (ans.text.strip().splitlines() or [""])[0]
+                answers.append(LLMAnswer(prefix + first_line, ans.level_probs))
             progress.advance(task, len(prompts[start : start + step]))
     return answers
 
@@ -142,6 +150,7 @@ def score_frame(
     band = Band.around(numeric.threshold, width=policy.band_width)
     n = len(frame)
     llm_level = np.full(n, np.nan)
+    llm_score = np.full(n, np.nan)
     parse_ok = np.full(n, None, dtype=object)
     answer = np.full(n, None, dtype=object)
     llm_reasons = np.full(n, None, dtype=object)
@@ -152,16 +161,18 @@ def score_frame(
         rows = pd.concat([frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1).iloc[chosen]
         rows = rows.loc[:, ~rows.columns.duplicated(keep="last")]
         answers = adjudicate(rows, [reasons[i] for i in chosen], llm, similar, policy)  # type: ignore[arg-type]
-        for i, text in zip(chosen, answers, strict=True):
-            parsed = parse_risk(text)
-            answer[i], parse_ok[i] = text, parsed.ok
+        for i, ans in zip(chosen, answers, strict=True):
+            parsed = parse_risk(ans.text)
+            answer[i], parse_ok[i] = ans.text, parsed.ok
             if parsed.ok:
+                assert parsed.level is not None
                 llm_level[i] = parsed.level
+                llm_score[i] = (expected_level(ans.level_probs) if ans.level_probs is not None else parsed.level) / 5
                 llm_reasons[i] = ",".join(parsed.reasons)
     adjudicated = np.zeros(n, dtype=bool)
     adjudicated[chosen] = True
     numeric_level = prob_to_level(prob)
-    fused = fuse(prob, llm_level, band)
+    fused = fuse(prob, llm_score, band)
     out = pd.DataFrame(
         {
             "transaction_id": frame["transaction_id"].astype(str).to_numpy(),
@@ -171,6 +182,7 @@ def score_frame(
             "adjudicated": adjudicated,
             "audit_sample": audit & adjudicated,
             "llm_level": pd.array(np.where(np.isnan(llm_level), pd.NA, llm_level), dtype="Int64"),
+            "llm_score": llm_score,
             "parse_ok": parse_ok,
             "llm_answer": answer,
             "llm_reasons": llm_reasons,

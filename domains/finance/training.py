@@ -2,6 +2,11 @@
 
 Shared record format (one JSONL line): {"messages": [system, user, assistant], "meta": {...}}; the assistant turn is
 the answer the strict parser accepts, from targets.target_for(label, fired reasons).
+
+A labelled history is mostly legitimate rows that teach nothing new, and every record costs a forward and backward
+pass of the model, so `select_rows` keeps a balanced, informative subset: the fraud rows (at most half), then
+legitimate rows the screen finds hardest (highest numeric score, or most rule signals without a numeric model),
+then a random remainder so ordinary traffic is represented too.
 """
 
 from __future__ import annotations
@@ -20,16 +25,59 @@ from domains.finance.prompts import build_messages
 from domains.finance.targets import target_for
 
 
+def select_rows(
+    labels: np.ndarray, reasons: list[list[str]], n: int, *, hardness: np.ndarray | None = None, seed: int = 0
+) -> np.ndarray:
+    """Sorted positions of at most `n` rows to train on (see the module docstring); n <= 0 keeps every row.
+
+    Args:
+        labels: 0/1 per row, shape (m,).
+        reasons: fired reason names per row.
+        n: most rows to keep.
+        hardness: a score per row, higher = harder for legitimate rows (e.g. the numeric probability), shape (m,).
+        seed: sampling seed.
+    """
+    labels = np.asarray(labels, dtype=int)
+    if n <= 0 or n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    fraud = np.flatnonzero(labels == 1)
+    legit = np.flatnonzero(labels == 0)
+    if len(fraud) > n // 2:
+        fraud = rng.choice(fraud, size=n // 2, replace=False)
+    n_legit = min(len(legit), n - len(fraud))
+    counts = np.array([len(reasons[i]) for i in legit])
+    score = np.asarray(hardness, dtype=float)[legit] if hardness is not None else counts
+    order = legit[np.argsort(-score + rng.random(len(legit)) * 1e-9, kind="stable")]
+    hard = order[: n_legit // 2]
+    rest = np.setdiff1d(legit, hard)
+    easy = rng.choice(rest, size=min(len(rest), n_legit - len(hard)), replace=False)
+    return np.sort(np.concatenate([fraud, hard, easy]).astype(int))
+
+
 def training_records(
-    frame: pd.DataFrame, labels: np.ndarray, *, extra: list[str] | None = None, language: str = "en"
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    extra: list[str] | None = None,
+    language: str = "en",
+    rows: np.ndarray | None = None,
+    features: pd.DataFrame | None = None,
 ) -> list[dict[str, object]]:
-    """One record per labelled transaction of `frame` (canonical columns), labels shape (n,) 0/1."""
-    feats = compute_features(frame, extra)
-    reasons = reasons_for(feats)
-    merged = pd.concat([frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1)
+    """Records for labelled transactions of `frame` (canonical columns), labels shape (n,) 0/1.
+
+    Features are computed over the whole frame (each row sees its own history) unless `features` is given;
+    `rows` (positions) limits which transactions become records (default all).
+    """
+    frame = frame.reset_index(drop=True)
+    feats = (compute_features(frame, extra) if features is None else features).reset_index(drop=True)
+    labels = np.asarray(labels, dtype=int)
+    rows = np.arange(len(frame)) if rows is None else np.asarray(rows, dtype=int)
+    merged = pd.concat([frame.iloc[rows].reset_index(drop=True), feats.iloc[rows].reset_index(drop=True)], axis=1)
     merged = merged.loc[:, ~merged.columns.duplicated(keep="last")]
+    reasons = reasons_for(feats.iloc[rows])
     records: list[dict[str, object]] = []
-    for rec, why, label in zip(merged.to_dict("records"), reasons, np.asarray(labels, dtype=int), strict=True):
+    for rec, why, label in zip(merged.to_dict("records"), reasons, labels[rows], strict=True):
         level, basis = target_for(int(label), why)
         messages = build_messages(rec, why, language=language)
         messages.append({"role": "assistant", "content": format_risk(level, basis, language=language)})

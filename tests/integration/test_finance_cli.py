@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,8 @@ def test_synth_backtest_fit_score_store_make_training(tmp_path: Path, env: dict[
 
     assert run("fit", "--in", str(tx), env=env).returncode == 0
     assert subprocess.run([FINMED, "db", "upgrade"], env={**os.environ, **env}, capture_output=True).returncode == 0
+    add = [FINMED, "users", "add", "ana", "--role", "analyst", "--password", "a-long-password-1"]
+    assert subprocess.run(add, env={**os.environ, **env}, capture_output=True).returncode == 0
     renamed = frame.drop(columns=["is_fraud"]).rename(columns={"amount": "amt"})
     renamed.loc[5, "amt"] = -1
     renamed.loc[9, "timestamp"] = "yesterday-ish"
@@ -72,9 +75,20 @@ def test_synth_backtest_fit_score_store_make_training(tmp_path: Path, env: dict[
         "--llm-budget",
         "2",
         "--store",
+        "--as",
+        "ana",
         env=env,
     )
     assert result.returncode == 0, result.stderr
+    queued = re.search(r"(\d+) outputs recorded, (\d+) queued for review", result.stdout)
+    assert queued and int(queued.group(2)) >= 1, result.stdout
+    listing = subprocess.run(
+        [FINMED, "review", "queue", "--as", "ana", "--domain", "finance"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert listing.returncode == 0 and "analyst" in listing.stdout, listing.stdout + listing.stderr
     assert "row 6: negative amount" in result.stderr and "row 10: unparseable timestamp" in result.stderr
     scored = pd.read_csv(scored_path)
     assert len(scored) == len(frame) - 2 and scored["adjudicated"].sum() <= 2
@@ -83,7 +97,12 @@ def test_synth_backtest_fit_score_store_make_training(tmp_path: Path, env: dict[
     records = tmp_path / "records.jsonl"
     assert run("make-training", "--in", str(tx), "--out", str(records), env=env).returncode == 0
     lines = records.read_text().splitlines()
-    assert len(lines) == len(frame)
+    assert len(lines) == 512  # the default --max-records: every fraud row (fewer than half here), then legitimate
+    metas = [json.loads(line)["meta"] for line in lines]
+    assert sum(m["label"] for m in metas) == int(frame["is_fraud"].sum())
+    assert {m["level"] >= 3 for m in metas if m["label"]} == {True} and max(
+        m["level"] for m in metas if not m["label"]
+    ) <= 2
     first = json.loads(lines[0])
     assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant"]
     assert first["messages"][2]["content"].startswith("Risk level: ")

@@ -36,8 +36,8 @@ def test_prob_to_level_and_threshold() -> None:
 def test_fusion_moves_only_inside_the_band() -> None:
     band = Band(0.2, 0.8, weight=0.5)
     prob = np.array([0.1, 0.5, 0.5, 0.5, 0.9, 0.3])
-    level = np.array([5, 5, 0, np.nan, 0, 5])
-    fused = fuse(prob, level, band)
+    score = np.array([5, 5, 0, np.nan, 0, 5]) / 5  # LLM scores (expected level / 5)
+    fused = fuse(prob, score, band)
     np.testing.assert_allclose(fused, [0.1, 0.75, 0.25, 0.5, 0.9, 0.65])
     assert ((fused >= 0.2) & (fused <= 0.8))[1:4].all()
 

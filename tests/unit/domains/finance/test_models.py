@@ -19,6 +19,7 @@ def test_store_assessments(db_session: Session) -> None:
             "adjudicated": [True, False],
             "audit_sample": [False, False],
             "llm_level": pd.array([5, pd.NA], dtype="Int64"),
+            "llm_score": [0.93, np.nan],
             "parse_ok": [True, None],
             "llm_answer": ["Risk level: 5; Basis: large_amount", None],
             "llm_reasons": ["large_amount", None],
@@ -35,4 +36,4 @@ def test_store_assessments(db_session: Session) -> None:
     assert (first.llm_level, first.parse_ok, first.disagreement, first.risk_level) == (5, True, 2, 4)
     assert first.reasons == ["large_amount", "night_time"] and first.model_version == "numeric:m+llm:tiny"
     assert (second.llm_level, second.parse_ok, second.disagreement, second.reasons) == (None, None, None, [])
-    assert np.isclose(first.fused_score, 0.75)
+    assert np.isclose(first.fused_score, 0.75) and np.isclose(first.llm_score, 0.93) and second.llm_score is None

@@ -1,0 +1,222 @@
+"""The finance adapter and few-shot adaptation to new schemes, both trained through core.finetune.
+
+* `train_adapter`: instruction records from a labelled history (training.select_rows keeps an informative subset),
+  then `configs/finance-lora.yaml` through core.finetune.recipe.run_training. `finmed finance backtest --finetune`
+  calls it on the early part of a history only.
+* `adapt`: a soft prompt (peft prompt tuning, `configs/finance-adapt.yaml`) learned from a few (16-64) labelled
+  examples of a new scheme on top of a finance adapter run, evaluated before and after on held-out accounts of the
+  new scheme (recall) and on the old set (false-positive rate). The run folder stacks on the adapter run, so
+  `LocalLLM(adapter=<adapt run>)` loads base + finance LoRA (merged) + soft prompt.
+
+The LLM's decision for evaluation is its expected level >= 2.5 (LLM_THRESHOLD on the 0-1 scale): training targets
+put legitimate rows at levels 0-2 and fraud at 3-5 (targets.target_for), so 2.5 is the boundary the model learns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import NotFoundError, ValidationError
+from domains.finance.features import compute_features, reasons_for
+from domains.finance.llm import LLM_THRESHOLD, RiskLLM, expected_level
+from domains.finance.pipeline import CascadePolicy, prompts_for
+from domains.finance.training import select_rows, training_records, write_jsonl
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _config(name: str, overrides: list[str]):  # noqa: ANN202  (core.finetune.config.TrainConfig)
+    from core.finetune.config import load_config
+
+    path = CONFIGS / name
+    if not path.is_file():
+        raise NotFoundError(f"{path} not found: the finance training configs live in the repository's configs/")
+    return load_config(path, overrides)
+
+
+def train_adapter(
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    out_dir: Path,
+    *,
+    extra: list[str] | None = None,
+    features: pd.DataFrame | None = None,
+    hardness: np.ndarray | None = None,
+    max_records: int = 384,
+    overrides: list[str] | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Train the finance LoRA adapter on a labelled history; returns the run folder (out_dir/finance-lora).
+
+    Args:
+        frame: canonical transactions (the training part only, in a backtest).
+        labels: 0/1 per row, shape (n,).
+        out_dir: where the records (training.jsonl) and the run folder go.
+        extra: extra numeric feature columns.
+        features: precomputed features aligned with `frame`.
+        hardness: numeric probability per row, to pick hard legitimate rows.
+        max_records: most records to train on.
+        overrides: extra `section.key=value` overrides of configs/finance-lora.yaml.
+    """
+    from core.finetune.recipe import run_training
+
+    frame = frame.reset_index(drop=True)
+    feats = compute_features(frame, extra) if features is None else features.reset_index(drop=True)
+    rows = select_rows(labels, reasons_for(feats), max_records, hardness=hardness)
+    records = training_records(frame, labels, rows=rows, features=feats)
+    data = write_jsonl(records, out_dir / "training.jsonl")
+    config = _config(
+        "finance-lora.yaml",
+        [f"dataset.path={data}", f"output.dir={out_dir}", "output.name=finance-lora", "output.overwrite=true"]
+        + list(overrides or []),
+    )
+    return run_training(config, show_progress=show_progress)
+
+
+def llm_scores(llm: RiskLLM, frame: pd.DataFrame, feats: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """LLM score (expected level / 5) for positions `rows` of `frame`, zero-shot prompts; shape (len(rows),)."""
+    if len(rows) == 0:
+        return np.zeros(0)
+    merged = pd.concat([frame.iloc[rows].reset_index(drop=True), feats.iloc[rows].reset_index(drop=True)], axis=1)
+    merged = merged.loc[:, ~merged.columns.duplicated(keep="last")]
+    prompts = prompts_for(merged, reasons_for(feats.iloc[rows]), llm, None, CascadePolicy())
+    return expected_level(llm.level_probs(prompts)) / 5.0
+
+
+@dataclass
+class EvalSet:
+    """Rows of one labelled frame to evaluate the LLM on (positions), with the frame's features."""
+
+    frame: pd.DataFrame
+    feats: pd.DataFrame
+    labels: np.ndarray
+    rows: np.ndarray
+
+
+def rates(llm: RiskLLM, data: EvalSet) -> dict[str, float | int | None]:
+    """Recall and false-positive rate of the LLM at LLM_THRESHOLD on `data`'s rows."""
+    y = data.labels[data.rows]
+    flagged = llm_scores(llm, data.frame, data.feats, data.rows) >= LLM_THRESHOLD
+    pos, neg = int((y == 1).sum()), int((y == 0).sum())
+    return {
+        "recall": float((flagged & (y == 1)).sum() / pos) if pos else None,
+        "fpr": float((flagged & (y == 0)).sum() / neg) if neg else None,
+        "fraud": pos,
+        "legit": neg,
+    }
+
+
+def split_accounts(frame: pd.DataFrame, labels: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train positions, held-out positions): accounts with fraud and without are each split in half, by account."""
+    accounts = frame["account_id"].astype(str).to_numpy()
+    fraud_accounts = np.unique(accounts[np.asarray(labels) == 1])
+    clean_accounts = np.setdiff1d(np.unique(accounts), fraud_accounts)
+    rng = np.random.default_rng(seed)
+    held = set()
+    for group in (fraud_accounts, clean_accounts):
+        shuffled = rng.permutation(group)
+        held.update(shuffled[: len(shuffled) // 2].tolist())
+    is_held = np.isin(accounts, list(held))
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+
+
+def _sample(labels: np.ndarray, rows: np.ndarray, n_fraud: int, n_legit: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    fraud, legit = rows[labels[rows] == 1], rows[labels[rows] == 0]
+    fraud = rng.choice(fraud, size=min(n_fraud, len(fraud)), replace=False)
+    legit = rng.choice(legit, size=min(n_legit, len(legit)), replace=False)
+    return np.sort(np.concatenate([fraud, legit]).astype(int))
+
+
+def adapt(
+    examples: pd.DataFrame,
+    labels: np.ndarray,
+    adapter_run: Path,
+    out_dir: Path,
+    *,
+    old: pd.DataFrame | None = None,
+    old_labels: np.ndarray | None = None,
+    n_examples: int = 64,
+    n_eval_legit: int = 200,
+    extra: list[str] | None = None,
+    overrides: list[str] | None = None,
+    show_progress: bool = True,
+) -> dict[str, object]:
+    """Learn a soft prompt for a new scheme on top of `adapter_run`; returns (and writes) adaptation.json.
+
+    Args:
+        examples: labelled history containing the new scheme (canonical columns); accounts are split in half:
+            training examples come from one half, the held-out evaluation from the other.
+        labels: 0/1 per row of `examples`.
+        adapter_run: the finance adapter run folder to stack on.
+        out_dir: where records, the run folder (out_dir/finance-adapt) and adaptation.json go.
+        old: the old labelled set, for the false-positive rate before and after (optional).
+        old_labels: its labels.
+        n_examples: training examples (16-64): half new-scheme fraud (as many as there are), the rest legitimate.
+        n_eval_legit: legitimate rows sampled for each false-positive rate.
+    """
+    from core.finetune.load import is_run_folder
+    from core.finetune.recipe import run_training
+    from domains.finance.llm import LocalLLM
+
+    if not 16 <= n_examples <= 64:
+        raise ValidationError(f"--n-examples must be between 16 and 64, not {n_examples}")
+    if not is_run_folder(Path(adapter_run)):
+        raise NotFoundError(f"--adapter {adapter_run} is not a finished finance adapter run (`finmed train ...`)")
+    labels = np.asarray(labels, dtype=int)
+    examples = examples.reset_index(drop=True)
+    feats = compute_features(examples, extra)
+    train_pos, held_pos = split_accounts(examples, labels)
+    if labels[train_pos].sum() == 0 or labels[held_pos].sum() == 0:
+        raise ValidationError("the examples need fraud rows on at least two accounts (one to learn, one to test)")
+    n_fraud = min(n_examples // 2, int(labels[train_pos].sum()))
+    train_rows = _sample(labels, train_pos, n_fraud, n_examples - n_fraud, 1)
+    held = EvalSet(examples, feats, labels, _sample(labels, held_pos, 10**9, n_eval_legit, 2))
+    sets = {"new_scheme_heldout": held}
+    if old is not None and old_labels is not None:
+        old = old.reset_index(drop=True)
+        old_feats = compute_features(old, extra)
+        old_labels = np.asarray(old_labels, dtype=int)
+        old_rows = _sample(old_labels, np.arange(len(old)), 50, n_eval_legit, 3)
+        sets["old_set"] = EvalSet(old, old_feats, old_labels, old_rows)
+
+    before_llm = LocalLLM(adapter=adapter_run)
+    before = {name: rates(before_llm, data) for name, data in sets.items()}
+    del before_llm
+    records = training_records(examples, labels, rows=train_rows, features=feats)
+    data = write_jsonl(records, out_dir / "adapt.jsonl")
+    config = _config(
+        "finance-adapt.yaml",
+        [
+            f"model.base={Path(adapter_run).resolve()}",
+            f"dataset.path={data}",
+            f"output.dir={out_dir}",
+            "output.name=finance-adapt",
+            "output.overwrite=true",
+        ]
+        + list(overrides or []),
+    )
+    run = run_training(config, show_progress=show_progress)
+    after_llm = LocalLLM(adapter=run)
+    after = {name: rates(after_llm, data) for name, data in sets.items()}
+    result: dict[str, object] = {
+        "run": str(run),
+        "adapter_run": str(adapter_run),
+        "train_examples": len(records),
+        "train_fraud": int(labels[train_rows].sum()),
+        "threshold": LLM_THRESHOLD,
+        "before": before,
+        "after": after,
+    }
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(result, fh, indent=2)
+    os.replace(tmp, out_dir / "adaptation.json")
+    return result

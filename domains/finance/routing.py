@@ -1,0 +1,89 @@
+"""Review routing of stored finance assessments through the review queue and the finance policy.
+
+Every assessment the LLM adjudicated is a model output, and every assessment at or above the policy's risk
+threshold needs an analyst whoever produced it: each such row is recorded as a ModelOutput (PII-masked by the
+review room) and routed by domains/finance/review_policy.yaml — unparseable answers and high risk to the analyst
+queue, numeric/LLM disagreement too, and a sample of low-risk outputs to compliance.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from core.db.models import User
+from core.review.policies import Policy, domain_policy
+from core.review.queue import record_output, route_output
+from domains.finance.features import reasons_for
+from domains.finance.parser import parse_risk
+from domains.finance.prompts import build_messages
+
+INPUT_FIELDS = ("transaction_id", "account_id", "timestamp", "amount", "currency", "merchant_id", "channel", "country")
+
+
+def _value(value: Any) -> Any:
+    return None if value is None or value is pd.NA or value != value else value  # noqa: PLR0124
+
+
+def route_assessments(
+    session: Session,
+    *,
+    user: User,
+    scored: pd.DataFrame,
+    rows: pd.DataFrame,
+    model_name: str,
+    policy: Policy | None = None,
+) -> dict[str, int]:
+    """Record and route the assessments that need a person; returns counts {"recorded", "queued"}.
+
+    Args:
+        scored: assessments (pipeline.ASSESSMENT_COLUMNS).
+        rows: the same transactions with canonical fields and features, aligned with `scored`.
+        model_name: the model version string stored with the assessments.
+        policy: the finance routing policy (default: the plugin's `default`).
+    """
+    policy = policy or domain_policy("finance")
+    threshold = int(policy.params.get("risk_threshold", 3))
+    need = (scored["adjudicated"].to_numpy(dtype=bool)) | (scored["risk_level"].to_numpy() >= threshold)
+    recorded = queued = 0
+    for pos in need.nonzero()[0]:
+        rec = scored.iloc[pos]
+        row = rows.iloc[pos].to_dict()
+        fields = {k: _value(row.get(k)) for k in INPUT_FIELDS}
+        input_text = json.dumps({**fields, "description": row.get("description") or ""}, default=str)
+        answer = _value(rec["llm_answer"])
+        if answer is not None:
+            parsed_answer = parse_risk(str(answer))
+            messages = build_messages(row, reasons_for(rows.iloc[[pos]])[0])
+            system, prompt = messages[0]["content"], messages[-1]["content"]
+        else:
+            parsed_answer, system, prompt = None, "", ""
+            answer = f"numeric risk level {int(rec['numeric_level'])} (score {float(rec['numeric_score']):.4f})"
+        parsed = None
+        if parsed_answer is None or parsed_answer.ok:
+            parsed = {
+                "risk_level": int(rec["risk_level"]),
+                "numeric_score": float(rec["numeric_score"]),
+                "fused_score": float(rec["fused_score"]),
+                "llm_level": None if _value(rec["llm_level"]) is None else int(rec["llm_level"]),
+                "reasons": [r for r in str(rec["reasons"]).split(",") if r],
+                "transaction_id": str(rec["transaction_id"]),
+            }
+        output = record_output(
+            session,
+            user=user,
+            domain="finance",
+            input_text=input_text,
+            system_prompt=system,
+            prompt=prompt,
+            raw_output=str(answer),
+            parsed=parsed,
+            model_name=model_name,
+            parse_error="" if parsed is not None else parsed_answer.error if parsed_answer else "",
+        )
+        recorded += 1
+        queued += route_output(session, user=user, output=output, policy=policy) is not None
+    return {"recorded": recorded, "queued": queued}

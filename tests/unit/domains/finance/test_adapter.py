@@ -1,0 +1,130 @@
+"""Training-row selection, the finance adapter through core.finetune, backtest --finetune and few-shot adaptation.
+
+The mechanics run on the tiny random model (a few optimizer steps); whether adaptation helps is measured with the
+default model by bench/finance.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import NotFoundError, ValidationError
+from core.finetune.load import is_run_folder, read_run_config
+from domains.finance.adapter import adapt, split_accounts, train_adapter
+from domains.finance.backtest import run_backtest
+from domains.finance.features import compute_features, reasons_for
+from domains.finance.pipeline import CascadePolicy
+from domains.finance.synthetic import generate, generate_new_scheme
+from domains.finance.training import select_rows
+
+QUICK = ["train.epochs=1", "train.max_steps=2", "train.batch_size=4", "method.lora_layers=null", "dataset.max_length=256"]
+
+
+def test_select_rows_keeps_fraud_hard_and_random_legit() -> None:
+    labels = np.array([1] * 5 + [0] * 95)
+    reasons = [["x"]] * 5 + [["a", "b", "c"]] * 10 + [[]] * 85
+    rows = select_rows(labels, reasons, 40, seed=1)
+    assert len(rows) == 40 and np.all(np.diff(rows) > 0)
+    assert set(range(5)) <= set(rows.tolist())  # every fraud row (fewer than half)
+    assert set(range(5, 15)) <= set(rows.tolist())  # the hardest legitimate rows (most reasons fired)
+    assert len(set(rows.tolist()) & set(range(15, 100))) == 25  # and the rest from ordinary rows
+    capped = select_rows(np.array([1] * 80 + [0] * 20), [[]] * 100, 40)
+    assert int((capped < 80).sum()) == 20  # fraud is at most half
+    assert len(select_rows(labels, reasons, 0)) == 100
+
+
+def test_split_accounts_is_by_account() -> None:
+    frame = generate_new_scheme(40, seed=4, days=10)
+    y = frame["is_fraud"].to_numpy()
+    train, held = split_accounts(frame, y)
+    accounts = frame["account_id"].to_numpy()
+    assert not set(accounts[train]) & set(accounts[held])
+    assert y[train].sum() > 0 and y[held].sum() > 0 and len(train) + len(held) == len(frame)
+
+
+@pytest.fixture(scope="module")
+def adapter_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frame = generate(40, seed=5, days=15, fraud_rate=0.3)
+    y = frame["is_fraud"].to_numpy()
+    out = tmp_path_factory.mktemp("finance-adapter")
+    run = train_adapter(
+        frame, y, out, max_records=24, overrides=[f"model.base={tiny_model_dir}", *QUICK], show_progress=False
+    )
+    return run
+
+
+def test_train_adapter_writes_a_lora_run(adapter_run: Path) -> None:
+    assert is_run_folder(adapter_run) and read_run_config(adapter_run).method.name == "lora"
+    lines = (adapter_run.parent / "training.jsonl").read_text().splitlines()
+    assert len(lines) == 24
+    assert all(json.loads(line)["messages"][-1]["content"].startswith("Risk level: ") for line in lines)
+
+
+def test_adapt_stacks_a_soft_prompt_and_reports_before_and_after(adapter_run: Path, tmp_path: Path) -> None:
+    new = generate_new_scheme(30, seed=6, days=10, rate=0.3)
+    old = generate(20, seed=7, days=10)
+    result = adapt(
+        new,
+        new["is_fraud"].to_numpy(),
+        adapter_run,
+        tmp_path,
+        old=old,
+        old_labels=old["is_fraud"].to_numpy(),
+        n_examples=16,
+        n_eval_legit=10,
+        overrides=QUICK[:3],
+        show_progress=False,
+    )
+    run = Path(str(result["run"]))
+    config = read_run_config(run)
+    assert config.method.name == "prompt_tuning" and Path(config.model.base) == adapter_run.resolve()
+    assert result["train_examples"] == 16 and 1 <= int(result["train_fraud"]) <= 8  # type: ignore[call-overload]
+    from domains.finance.llm import LocalLLM
+
+    tuned = LocalLLM(adapter=run, batch_size=3)
+    prompts = [tuned.render([{"role": "user", "content": "x" * n}]) + "Risk level: " for n in (1, 30, 7)]
+    alone = np.concatenate([tuned.level_probs([p]) for p in prompts])
+    np.testing.assert_allclose(tuned.level_probs(prompts), alone, atol=1e-4)  # padding does not move the soft prompt
+    generated = np.stack([a.level_probs for a in tuned.answer(prompts, max_new_tokens=1)])  # type: ignore[misc]
+    np.testing.assert_allclose(generated, alone, atol=1e-4)
+    saved = json.loads((tmp_path / "adaptation.json").read_text())
+    for when in ("before", "after"):
+        assert set(saved[when]) == {"new_scheme_heldout", "old_set"}
+        held = saved[when]["new_scheme_heldout"]
+        assert held["fraud"] > 0 and held["legit"] == 10 and 0.0 <= held["recall"] <= 1.0
+        assert 0.0 <= saved[when]["old_set"]["fpr"] <= 1.0
+
+
+def test_adapt_refuses_bad_input(adapter_run: Path, tmp_path: Path) -> None:
+    new = generate_new_scheme(30, seed=6, days=10, rate=0.3)
+    with pytest.raises(ValidationError, match="between 16 and 64"):
+        adapt(new, new["is_fraud"].to_numpy(), adapter_run, tmp_path, n_examples=8)
+    with pytest.raises(NotFoundError, match="not a finished finance adapter run"):
+        adapt(new, new["is_fraud"].to_numpy(), tmp_path, tmp_path)
+    with pytest.raises(ValidationError, match="fraud rows on at least two accounts"):
+        adapt(new, np.zeros(len(new), dtype=int), adapter_run, tmp_path)
+    assert not (tmp_path / "adaptation.json").exists()
+
+
+def test_backtest_finetune_trains_on_the_early_part_only(tiny_model_dir: Path, tmp_path: Path) -> None:
+    frame = generate(50, seed=8, days=20, fraud_rate=0.3)
+    y = frame["is_fraud"].to_numpy()
+    result = run_backtest(
+        frame,
+        y,
+        policy=CascadePolicy(budget=3, k_examples=0, max_new_tokens=4),
+        finetune_dir=tmp_path,
+        finetune_records=16,
+        finetune_overrides=[f"model.base={tiny_model_dir}", *QUICK],
+    )
+    assert int(result.scored["adjudicated"].sum()) == 3
+    records = [json.loads(line)["meta"] for line in (tmp_path / "training.jsonl").read_text().splitlines()]
+    order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
+    early = set(frame["transaction_id"].to_numpy()[order[: round(0.7 * len(frame))]])
+    assert records and {r["transaction_id"] for r in records} <= early
+    feats = compute_features(frame)
+    assert len(reasons_for(feats)) == len(frame)
