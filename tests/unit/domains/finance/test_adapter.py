@@ -21,7 +21,13 @@ from domains.finance.pipeline import CascadePolicy
 from domains.finance.synthetic import generate, generate_new_scheme
 from domains.finance.training import select_rows
 
-QUICK = ["train.epochs=1", "train.max_steps=2", "train.batch_size=4", "method.lora_layers=null", "dataset.max_length=256"]
+QUICK = [
+    "train.epochs=1",
+    "train.max_steps=2",
+    "train.batch_size=4",
+    "method.lora_layers=null",
+    "dataset.max_length=256",
+]
 
 
 def test_select_rows_keeps_fraud_hard_and_random_legit() -> None:
