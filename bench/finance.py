@@ -1,7 +1,10 @@
-"""Finance benchmark: feature throughput, cascade scoring throughput with a real LLM, numeric vs LLM vs fused backtest.
+"""Finance benchmark: feature throughput, numeric vs LLM vs fused backtest with the fine-tuned finance adapter,
+cascade throughput with the adapter exported to int4 against fp32 in-process, and few-shot adaptation before/after.
 
-Run: PYTHONPATH=$PWD python bench/finance.py [--rows 1000000] [--accounts 3000] [--budget 24] [--model default]
-Prints comparison tables and writes bench/results/finance.json (the .md next to it is written by hand from the run).
+Run: PYTHONPATH=$PWD python bench/finance.py [--rows 1000000] [--accounts 600] [--budget 160] [--records 256]
+         [--new-accounts 150] [--work var/bench-finance] [--skip-features] [--skip-int4] [--skip-adapt]
+Prints comparison tables (every ratio measured within the one run) and writes bench/results/finance.json; the .md
+beside it is written from the printed tables.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from domains.finance.adapter import adapt
 from domains.finance.backtest import run_backtest
 from domains.finance.features import compute_features
-from domains.finance.llm import LocalLLM
-from domains.finance.numeric import NumericModel
+from domains.finance.llm import LocalLLM, OnnxLLM, RiskLLM
 from domains.finance.pipeline import CascadePolicy, score_frame
-from domains.finance.synthetic import generate
+from domains.finance.synthetic import generate, generate_new_scheme
 
 OUT = Path(__file__).parent / "results" / "finance.json"
 
@@ -36,81 +39,139 @@ def feature_throughput(rows: int) -> dict[str, float]:
     return {"rows": len(frame), "synth_s": synth_s, "features_s": feat_s, "features_tx_per_s": len(frame) / feat_s}
 
 
+def _fmt(x: object) -> str:
+    return "n/a" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def cascade_run(frame, feats, numeric, llm: RiskLLM | None, budget: int) -> tuple[float, object]:  # noqa: ANN001
+    start = time.perf_counter()
+    scored = score_frame(frame, numeric, llm=llm, policy=CascadePolicy(budget=budget, k_examples=0), features=feats)
+    return time.perf_counter() - start, scored
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows for the feature throughput run")
-    parser.add_argument("--accounts", type=int, default=3000, help="accounts for the backtest")
-    parser.add_argument("--budget", type=int, default=24, help="LLM adjudications in the cascade and backtest")
-    parser.add_argument("--model", default="default", help="LLM folder or 'default'")
+    parser.add_argument("--accounts", type=int, default=600, help="accounts of the backtest history")
+    parser.add_argument("--budget", type=int, default=160, help="LLM adjudications in the backtest and cascade")
+    parser.add_argument("--records", type=int, default=256, help="finance adapter training records")
+    parser.add_argument("--new-accounts", type=int, default=150, help="accounts of the new-scheme set")
+    parser.add_argument("--work", type=Path, default=Path("var/bench-finance"), help="runs and exports go here")
+    parser.add_argument("--skip-features", action="store_true")
+    parser.add_argument("--skip-int4", action="store_true")
+    parser.add_argument("--skip-adapt", action="store_true")
     args = parser.parse_args()
-
-    results: dict[str, object] = {"machine": f"{platform.processor() or platform.machine()}, shared CPU"}
-    feat = feature_throughput(args.rows)
-    results["features"] = feat
-    print(
-        f"| rows | synth s | features s | features tx/s |\n|---|---|---|---|\n"
-        f"| {feat['rows']} | {feat['synth_s']:.1f} | {feat['features_s']:.1f} | {feat['features_tx_per_s']:.0f} |"
-    )
-
-    frame = generate(args.accounts, seed=1, fraud_rate=0.06)
-    y = frame["is_fraud"].to_numpy()
-    llm = LocalLLM(args.model, batch_size=8)
-
-    # Cascade throughput: numeric on all rows, LLM on `budget` of them (model fitted on another seed).
-    fit_frame = generate(max(200, args.accounts // 3), seed=2, fraud_rate=0.06)
-    numeric = NumericModel.fit(compute_features(fit_frame), fit_frame["is_fraud"].to_numpy())
-    score_rows = frame.iloc[: min(len(frame), 50_000)]
-    start = time.perf_counter()
-    numeric_only = score_frame(score_rows, numeric)
-    numeric_s = time.perf_counter() - start
-    start = time.perf_counter()
-    cascade = score_frame(score_rows, numeric, llm=llm, policy=CascadePolicy(budget=args.budget))
-    cascade_s = time.perf_counter() - start
-    n_llm = int(cascade["adjudicated"].sum())
-    results["cascade"] = {
-        "rows": len(score_rows),
-        "llm_calls": n_llm,
-        "numeric_only_tx_per_s": len(score_rows) / numeric_s,
-        "cascade_tx_per_s": len(score_rows) / cascade_s,
-        "llm_s_per_call": (cascade_s - numeric_s) / max(n_llm, 1),
-        "parse_ok": int(cascade["parse_ok"].fillna(False).astype(bool).sum()),
-        "model": llm.name,
+    args.work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {
+        "machine": f"{platform.processor() or platform.machine()}, 2 cores",
+        "args": vars(args),
     }
-    assert len(numeric_only) == len(cascade)
-    c = results["cascade"]
-    print(
-        f"\n| rows | LLM calls | numeric-only tx/s | cascade tx/s | LLM s/call | parsed |\n|---|---|---|---|---|---|\n"
-        f"| {c['rows']} | {n_llm} | {c['numeric_only_tx_per_s']:.0f} | {c['cascade_tx_per_s']:.0f} | "
-        f"{c['llm_s_per_call']:.2f} | {c['parse_ok']}/{n_llm} |"
-    )
 
+    if not args.skip_features:
+        feat = feature_throughput(args.rows)
+        results["features"] = feat
+        print("| rows | synth s | features s | features tx/s |\n|---|---|---|---|")
+        print(
+            f"| {feat['rows']} | {feat['synth_s']:.1f} | {feat['features_s']:.1f} | {feat['features_tx_per_s']:.0f} |"
+        )
+
+    # Backtest: numeric + finance adapter trained on the earliest 70% only, scored on the latest 30%.
+    frame = generate(args.accounts, seed=7)
+    y = frame["is_fraud"].to_numpy()
     start = time.perf_counter()
-    result = run_backtest(frame, y, llm=llm, policy=CascadePolicy(budget=args.budget))
-    m = result.metrics
+    bt = run_backtest(
+        frame,
+        y,
+        policy=CascadePolicy(budget=args.budget, k_examples=0),
+        finetune_dir=args.work / "adapter",
+        finetune_records=args.records,
+    )
+    m = bt.metrics
     results["backtest"] = {**m, "seconds": time.perf_counter() - start, "accounts": args.accounts}
-    print(f"\nbacktest: n_train {m['n_train']}, n_test {m['n_test']}, llm_scored {m['llm_scored']}")
+    print(f"\nbacktest: {len(frame)} rows, n_train {m['n_train']}, n_test {m['n_test']}, llm_scored {m['llm_scored']}")
     print("| variant | AUC | AP | precision | recall | FPR | threshold |\n|---|---|---|---|---|---|---|")
     for name in ("numeric", "llm", "fused"):
         v = m[name]
-        cells = [v[k] for k in ("auc", "average_precision", "precision", "recall", "fpr", "threshold")]
-        print(f"| {name} | " + " | ".join("n/a" if x is None else f"{x:.4f}" for x in cells) + " |")
-    ap = {k: m[k]["average_precision"] for k in ("numeric", "llm", "fused")}
+        cells = [v[k] for k in ("auc", "average_precision", "precision", "recall", "fpr", "threshold")]  # type: ignore[index]
+        print(f"| {name} | " + " | ".join(_fmt(x) for x in cells) + " |")
+    ap = {k: m[k]["average_precision"] for k in ("numeric", "llm", "fused")}  # type: ignore[index]
     beats = ap["fused"] is not None and all(
         ap["fused"] > (ap[k] if ap[k] is not None else -1) for k in ("numeric", "llm")
     )
-    adjudicated = result.scored["adjudicated"].to_numpy()
-    sub = result.labels[adjudicated]
-    if adjudicated.any() and len(np.unique(sub)) == 2:
-        from sklearn.metrics import average_precision_score
-
-        results["backtest_adjudicated_ap"] = {
-            "numeric": float(average_precision_score(sub, result.scored.loc[adjudicated, "numeric_score"])),
-            "fused": float(average_precision_score(sub, result.scored.loc[adjudicated, "fused_score"])),
-        }
     results["fused_beats_both_on_ap"] = bool(beats)
-    print(f"\nfused beats both single variants on average precision: {'yes' if beats else 'NO'}")
+    print(f"fused beats both single variants on average precision: {'yes' if beats else 'NO'}")
+    run = bt.adapter_run
+    assert run is not None and bt.numeric is not None and bt.test_rows is not None
+    test = frame.iloc[bt.test_rows].reset_index(drop=True)
+    test_feats = compute_features(frame).iloc[bt.test_rows].reset_index(drop=True)
+
+    if not args.skip_int4:
+        from core.quantize.export import export_model
+        from core.quantize.precisions import ExportOptions
+
+        folder = args.work / "finance-int4"
+        export_model(options=ExportOptions(precision="int4"), out_dir=folder, run_dir=run, overwrite=True)
+        rows: dict[str, dict[str, float]] = {}
+        levels = {}
+        for name, llm in (
+            ("numeric only", None),
+            ("fp32 in-process", LocalLLM(adapter=run)),
+            ("int4 ONNX", OnnxLLM(folder)),
+        ):
+            seconds, scored = cascade_run(test, test_feats, bt.numeric, llm, args.budget)
+            calls = int(scored["adjudicated"].sum())  # type: ignore[index]
+            rows[name] = {
+                "seconds": seconds,
+                "tx_per_s": len(test) / seconds,
+                "llm_calls": calls,
+                "parsed": int(scored["parse_ok"].fillna(False).astype(bool).sum()),  # type: ignore[index]
+            }
+            levels[name] = scored["llm_score"].to_numpy()  # type: ignore[index]
+        base = rows["numeric only"]["seconds"]
+        for name in ("fp32 in-process", "int4 ONNX"):
+            rows[name]["s_per_call"] = (rows[name]["seconds"] - base) / max(rows[name]["llm_calls"], 1)
+        both = ~np.isnan(levels["fp32 in-process"]) & ~np.isnan(levels["int4 ONNX"])
+        agree = (
+            float(np.mean(np.abs(levels["fp32 in-process"][both] - levels["int4 ONNX"][both]) <= 0.1))
+            if both.any()
+            else None
+        )
+        results["cascade"] = {"rows": len(test), "budget": args.budget, "variants": rows, "score_agreement": agree}
+        print(f"\ncascade on the {len(test)} test rows, LLM budget {args.budget}")
+        print("| LLM | seconds | tx/s | LLM calls | parsed | s per LLM call |\n|---|---|---|---|---|---|")
+        for name, r in rows.items():
+            print(
+                f"| {name} | {r['seconds']:.1f} | {r['tx_per_s']:.0f} | {r['llm_calls']} | {r['parsed']} | "
+                f"{_fmt(r.get('s_per_call'))} |"
+            )
+        f32, i4 = rows["fp32 in-process"].get("s_per_call"), rows["int4 ONNX"].get("s_per_call")
+        print(
+            f"int4 / fp32 time per LLM call: {_fmt(i4 / f32 if f32 and i4 else None)}; scores within 0.1: {_fmt(agree)}"
+        )
+
+    if not args.skip_adapt:
+        new = generate_new_scheme(args.new_accounts, seed=11)
+        start = time.perf_counter()
+        adapted = adapt(
+            new,
+            new["is_fraud"].to_numpy(),
+            run,
+            args.work / "adapt",
+            old=test,
+            old_labels=bt.labels,
+            n_examples=64,
+            n_eval_legit=400,
+        )
+        results["adaptation"] = {**adapted, "seconds": time.perf_counter() - start}
+        print(f"\nadaptation: {adapted['train_examples']} examples ({adapted['train_fraud']} fraud), threshold 0.5")
+        print("| set | metric | before | after |\n|---|---|---|---|")
+        for name in adapted["before"]:  # type: ignore[union-attr]
+            for metric in ("recall", "fpr"):
+                b = adapted["before"][name][metric]  # type: ignore[index]
+                a = adapted["after"][name][metric]  # type: ignore[index]
+                print(f"| {name} | {metric} | {_fmt(b)} | {_fmt(a)} |")
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2, default=float))
+    OUT.write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

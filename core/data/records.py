@@ -9,13 +9,12 @@ converted on load, so every consumer sees one shape.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.atomic import atomic_file
 from core.errors import NotFoundError, ValidationError
 
 ROLES = ("system", "user", "assistant")
@@ -164,14 +163,7 @@ def load_records(path: str | Path) -> list[Record]:
 def write_records(path: str | Path, records: Iterable[Record]) -> Path:
     """Write records as canonical JSONL, atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
     return path

@@ -17,13 +17,12 @@ What `merge_for_export` writes per method:
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from core.atomic import atomic_dir
 from core.errors import NotFoundError, ValidationError
 from core.finetune import bottleneck
 from core.finetune.config import TrainConfig, config_from_dict
@@ -119,9 +118,7 @@ def merge_for_export(run_dir: str | Path, out_dir: str | Path) -> Path:
             "serve it in-process (core.finetune.load.load_trained) or train with lora"
         )
     model, tokenizer = load_trained(run_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         if method in MERGEABLE:
             model = model.merge_and_unload()
         if method in SOFT_PROMPT:
@@ -137,10 +134,4 @@ def merge_for_export(run_dir: str | Path, out_dir: str | Path) -> Path:
         else:
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -3,10 +3,10 @@ serving run in seconds with no download. Same architecture family and chat forma
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from core.atomic import atomic_dir
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -106,15 +106,7 @@ def save_tiny_model(out_dir: Path, seed: int = 0, **config_overrides: Any) -> Pa
     """Write a tiny model folder (safetensors, tokenizer, chat template) to `out_dir` atomically."""
     out_dir = Path(out_dir)
     model, tokenizer = build_tiny_model(seed, **config_overrides)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-import tempfile
 from pathlib import Path
+
+from core.atomic import atomic_dir
 
 
 def build_genai_folder(model_dir: Path, out_dir: Path, *, precision: str = "int4", provider: str = "cpu") -> Path:
@@ -29,9 +30,7 @@ def build_genai_folder(model_dir: Path, out_dir: Path, *, precision: str = "int4
     from onnxruntime_genai.models.builder import create_model, parse_extra_options
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         cache = tmp / ".cache"
         with contextlib.redirect_stdout(io.StringIO()):
             options = parse_extra_options(
@@ -39,10 +38,4 @@ def build_genai_folder(model_dir: Path, out_dir: Path, *, precision: str = "int4
             )
             create_model("", str(model_dir), str(tmp), precision, provider, str(cache), **options)
         shutil.rmtree(cache, ignore_errors=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -15,14 +15,13 @@ put legitimate rows at levels 0-2 and fraud at 3-5 (targets.target_for), so 2.5 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.atomic import write_bytes_atomic
 from core.errors import NotFoundError, ValidationError
 from domains.finance.features import compute_features, reasons_for
 from domains.finance.llm import LLM_THRESHOLD, RiskLLM, expected_level
@@ -215,8 +214,5 @@ def adapt(
         "before": before,
         "after": after,
     }
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, out_dir / "adaptation.json")
+    write_bytes_atomic(out_dir / "adaptation.json", json.dumps(result, indent=2).encode())
     return result

@@ -11,8 +11,6 @@ The LLM variant is measured on the test rows it adjudicated with a parsable answ
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from core.atomic import atomic_file, write_bytes_atomic
 from domains.finance.features import compute_features
 from domains.finance.llm import LLM_THRESHOLD, RiskLLM
 from domains.finance.numeric import NumericModel
@@ -36,6 +35,9 @@ class BacktestResult:
     metrics: dict[str, object]
     scored: pd.DataFrame
     labels: np.ndarray
+    numeric: NumericModel | None = None
+    test_rows: np.ndarray | None = None  # positions of the test part in the input frame
+    adapter_run: Path | None = None
 
 
 def variant_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float | None]:
@@ -122,14 +124,7 @@ def run_backtest(
         "n_test": len(test),
         "llm_scored": int(llm_rows.sum()),
     }
-    return BacktestResult(metrics, scored, y)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    return BacktestResult(metrics, scored, y, numeric, test, run if finetune_dir is not None else None)
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray) -> str:
@@ -152,7 +147,7 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     m, s, y = result.metrics, result.scored, result.labels
-    _atomic_write(out / "metrics.json", json.dumps(m, indent=2).encode())
+    write_bytes_atomic(out / "metrics.json", json.dumps(m, indent=2).encode())
     lines = [
         "# Finance backtest",
         "",
@@ -192,7 +187,7 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
         "![fraud rate by level](calibration.png)",
         "",
     ]
-    _atomic_write(out / "report.md", "\n".join(lines).encode())
+    write_bytes_atomic(out / "report.md", "\n".join(lines).encode())
 
     fig, ax = plt.subplots(figsize=(5, 4))
     if len(np.unique(y)) == 2:
@@ -213,10 +208,8 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
             ax2.bar(range(6), rates)
             ax2.set_xlabel("fused risk level")
             ax2.set_ylabel("fraud rate")
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=".png")
-        os.close(fd)
-        figure.savefig(tmp, dpi=80)
+        with atomic_file(out / name, suffix=".png") as tmp:
+            figure.savefig(tmp, dpi=80)
         plt.close(figure)
-        os.replace(tmp, out / name)
         charts.append(out / name)
     return [out / "metrics.json", out / "report.md", *charts]

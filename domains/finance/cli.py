@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -30,14 +28,13 @@ def default_numeric_path() -> Path:
 
 def _write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write CSV or Parquet (by suffix) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    from core.atomic import atomic_file
+
+    with atomic_file(path) as tmp:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
 
 
 def _labels(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -67,8 +64,15 @@ def _ingest(path: Path, mapping: list[str] | None, exclude: tuple[str, ...] = ()
 
 
 def _llm(model: str | None, adapter: Path | None, budget: int):  # noqa: ANN202
+    """The adjudicating LLM: an exported ONNX folder (genai_config.json inside) or an in-process model."""
     if budget <= 0:
         return None
+    if model and (Path(model) / "genai_config.json").is_file():
+        from domains.finance.llm import OnnxLLM
+
+        if adapter is not None:
+            raise ValidationError("--adapter applies to in-process models; an exported ONNX folder has it merged")
+        return OnnxLLM(Path(model))
     from domains.finance.llm import LocalLLM
 
     return LocalLLM(model, adapter=adapter)
@@ -122,7 +126,9 @@ def score(
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
     numeric_model: Path = typer.Option(None, "--numeric-model", help="Numeric model file (default from `fit`)."),
     llm_budget: int = typer.Option(0, "--llm-budget", help="Most transactions the LLM adjudicates."),
-    model: str = typer.Option(None, "--model", help="LLM folder or 'default' (default FINMED_BASE_MODEL)."),
+    model: str = typer.Option(
+        None, "--model", help="LLM: a model folder, an exported ONNX folder, or 'default' (FINMED_BASE_MODEL)."
+    ),
     adapter: Path = typer.Option(None, "--adapter", help=ADAPTER_HELP),
     language: str = typer.Option("en", help="Prompt language: en or zh."),
     store: bool = typer.Option(
@@ -181,7 +187,9 @@ def backtest(
     out: Path = typer.Option(..., "--out", help="Output folder for metrics.json, report.md and charts."),
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
     llm_budget: int = typer.Option(0, "--llm-budget", help="Most test transactions the LLM adjudicates."),
-    model: str = typer.Option(None, "--model", help="LLM folder or 'default' (default FINMED_BASE_MODEL)."),
+    model: str = typer.Option(
+        None, "--model", help="LLM: a model folder, an exported ONNX folder, or 'default' (FINMED_BASE_MODEL)."
+    ),
     adapter: Path = typer.Option(None, "--adapter", help=ADAPTER_HELP),
     finetune: bool = typer.Option(
         False, "--finetune", help="Train the finance adapter on the early part first (into OUT/adapter) and use it."

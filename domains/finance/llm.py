@@ -164,3 +164,67 @@ class LocalLLM:
         finally:
             self.tokenizer.padding_side = "left"
         return np.concatenate(rows) if rows else np.zeros((0, LEVELS))
+
+
+class OnnxLLM:
+    """A `finmed export` model folder (ONNX Runtime GenAI, e.g. int4) as a RiskLLM, one prompt at a time.
+
+    The serving engine's loader is reused; prompts run one by one (no padding, so no position shifts), which on a
+    CPU costs little against the prefill each prompt needs anyway. The level distribution is read from the prompt
+    pass's last-position logits, then generation continues greedily up to a line break or the end token.
+
+    Args:
+        folder: the exported model folder.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from transformers import AutoTokenizer
+
+        from core.serving.engine import LoadedModel
+
+        self.loaded = LoadedModel(Path(folder).name, Path(folder), device="cpu")
+        self.name = f"onnx:{Path(folder).name}"
+        # The folder's Hugging Face tokenizer files render the chat template exactly as training did.
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        ids = [self.tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(LEVELS)]
+        self.digit_ids = [i[0] for i in ids] if all(len(i) == 1 for i in ids) else None
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """See RiskLLM.render."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _start(self, prompt: str, max_new_tokens: int) -> tuple[Any, np.ndarray]:
+        og = self.loaded._og
+        ids = np.asarray([self.tokenizer(prompt, add_special_tokens=False)["input_ids"]], dtype=np.int32)
+        params = og.GeneratorParams(self.loaded.model)
+        params.set_search_options(max_length=ids.shape[1] + max_new_tokens, do_sample=False, batch_size=1)
+        gen = og.Generator(self.loaded.model, params)
+        gen.append_tokens(ids)
+        logits = np.asarray(gen.get_output("logits"), dtype=np.float64)[0, -1]  # (vocab,) at the last prompt token
+        if self.digit_ids is None:
+            return gen, np.full(LEVELS, np.nan)
+        digits = logits[self.digit_ids]
+        probs = np.exp(digits - digits.max())
+        return gen, probs / probs.sum()
+
+    def answer(self, prompts: list[str], *, max_new_tokens: int = 32) -> list[LLMAnswer]:
+        """See RiskLLM.answer."""
+        answers = []
+        for prompt in prompts:
+            gen, probs = self._start(prompt, max_new_tokens)
+            new: list[int] = []
+            while not gen.is_done() and len(new) < max_new_tokens:
+                gen.generate_next_token()
+                token = int(gen.get_next_tokens()[0])
+                if token in self.loaded.eos_ids:
+                    break
+                new.append(token)
+                if "\n" in self.tokenizer.decode(new[-1:]):
+                    break
+            text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+            answers.append(LLMAnswer(text, None if np.isnan(probs).any() else probs))
+        return answers
+
+    def level_probs(self, prompts: list[str]) -> np.ndarray:
+        """See RiskLLM.level_probs."""
+        return np.stack([self._start(p, 1)[1] for p in prompts]) if prompts else np.zeros((0, LEVELS))

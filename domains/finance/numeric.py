@@ -6,7 +6,6 @@ Every transaction is scored by this model; the LLM only adjudicates what the cas
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
+from core.atomic import atomic_file
 from core.errors import NotFoundError, ValidationError
 
 # OpenMP threads for fitting: on a shared, oversubscribed CPU one thread was 10x faster than all (spin-waits).
@@ -99,11 +99,8 @@ class NumericModel:
 
     def save(self, path: Path) -> Path:
         """Write atomically (temporary file, then rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        joblib.dump(self, tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            joblib.dump(self, tmp)
         return path
 
     @staticmethod

@@ -12,13 +12,12 @@ then a random remainder so ordinary traffic is represented too.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.atomic import atomic_file
 from domains.finance.features import compute_features, reasons_for
 from domains.finance.parser import format_risk
 from domains.finance.prompts import build_messages
@@ -100,10 +99,7 @@ def training_records(
 
 def write_jsonl(records: list[dict[str, object]], path: Path) -> Path:
     """Write records as JSONL atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for record in records:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
     return path

@@ -37,3 +37,18 @@ def test_level_distribution_from_forward_equals_first_generated_step(tiny_model_
     from_generation = np.stack([a.level_probs for a in answers])  # type: ignore[misc]
     np.testing.assert_allclose(from_generation, probs, atol=1e-4)  # left padding in both, batch of 2 then 1
     assert np.all((expected_level(probs) >= 0) & (expected_level(probs) <= 5))
+
+
+def test_onnx_llm_reads_levels_and_answers(tiny_genai_dir: Path) -> None:
+    import numpy as np
+
+    from domains.finance.llm import OnnxLLM
+    from domains.finance.prompts import ANSWER_PREFIX
+
+    llm = OnnxLLM(tiny_genai_dir)
+    prompts = [llm.render(build_messages({"amount": a}, [])) + ANSWER_PREFIX["en"] for a in (5.0, 900.0)]
+    probs = llm.level_probs(prompts)
+    assert probs.shape == (2, 6) and np.allclose(probs.sum(axis=1), 1.0)
+    answers = llm.answer(prompts, max_new_tokens=5)
+    assert len(answers) == 2 and all("\n" not in a.text for a in answers)
+    np.testing.assert_allclose(np.stack([a.level_probs for a in answers]), probs)  # type: ignore[misc]
