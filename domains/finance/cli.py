@@ -14,7 +14,8 @@ from core.errors import ValidationError
 from core.settings import get_settings
 
 app = typer.Typer(
-    help="Finance fraud-risk scoring: synth, fit, score, backtest, make-training, adapt.", no_args_is_help=True
+    help="Finance fraud-risk scoring: synth, fit, score, backtest, make-training, adapt, index-cases.",
+    no_args_is_help=True,
 )
 
 MAP_HELP = "Column mapping field=column (repeatable), e.g. --map amount=amt --map timestamp=time."
@@ -131,6 +132,11 @@ def score(
     ),
     adapter: Path = typer.Option(None, "--adapter", help=ADAPTER_HELP),
     language: str = typer.Option("en", help="Prompt language: en or zh."),
+    cases: str = typer.Option(
+        None, "--cases", help="Vector-store collection of labelled cases (`index-cases`) for few-shot examples."
+    ),
+    tenant: str = typer.Option("default", help="Tenant of the cases collection."),
+    k_examples: int = typer.Option(2, help="Similar labelled cases per prompt when --cases is given."),
     store: bool = typer.Option(
         False, "--store", help="Store assessments in the database and route those needing a person to review."
     ),
@@ -150,9 +156,15 @@ def score(
     data = _ingest(input_path, mapping)
     extra = [c for c in numeric.columns if c in data.extra_features]
     llm = _llm(model, adapter, llm_budget)
-    policy = CascadePolicy(budget=llm_budget, language=language)
+    similar = None
+    if cases:
+        from core.retrieval.store import open_store
+        from domains.finance.similar import StoreSimilarCases
+
+        similar = StoreSimilarCases(open_store(get_settings()), cases, tenant=tenant)
+    policy = CascadePolicy(budget=llm_budget, language=language, k_examples=k_examples if cases else 0)
     feats = compute_features(data.frame, extra)
-    scored = score_frame(data.frame, numeric, llm=llm, policy=policy, extra=extra, features=feats)
+    scored = score_frame(data.frame, numeric, llm=llm, similar=similar, policy=policy, extra=extra, features=feats)
     routed = None
     if store:
         from core.auth.users import get_user
@@ -253,6 +265,31 @@ def make_training(
     records = training_records(data.frame, y, language=language, rows=rows, features=feats)
     write_jsonl(records, out)
     console.print(f"wrote {len(records)} training records to {out}")
+
+
+@app.command("index-cases")
+def index_cases_cmd(
+    input_path: Path = typer.Option(..., "--in", help="Labelled transactions (.csv or .parquet)."),
+    collection: str = typer.Option("finance_cases", help="Vector-store collection to write."),
+    tenant: str = typer.Option("default", help="Tenant (business unit) the cases belong to."),
+    label_column: str = typer.Option("is_fraud", help="Column with 0/1 fraud labels."),
+    mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
+    max_cases: int = typer.Option(5000, help="Most cases: every fraud row (at most half), then legitimate rows."),
+) -> None:
+    """Index labelled cases in the vector store (LanceDB, or Weaviate) for few-shot examples in `score --cases`."""
+    from core.retrieval.store import open_store
+    from domains.finance.features import compute_features, reasons_for
+    from domains.finance.similar import index_cases
+    from domains.finance.training import select_rows
+
+    data = _ingest(input_path, mapping, exclude=(label_column,))
+    y = _labels(data.frame, label_column)
+    feats = compute_features(data.frame, data.extra_features)
+    rows = select_rows(y, reasons_for(feats), max_cases)
+    merged = pd.concat([data.frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1).iloc[rows]
+    merged = merged.loc[:, ~merged.columns.duplicated(keep="last")]
+    n = index_cases(open_store(get_settings()), merged, y[rows], collection=collection, tenant=tenant)
+    console.print(f"indexed {n} labelled cases ({int(y[rows].sum())} fraud) into {collection} (tenant {tenant})")
 
 
 @app.command()

@@ -67,3 +67,81 @@ class InMemorySimilarCases:
                 examples.append(Example(summary, level, reasons))
             out.append(examples)
         return out
+
+
+CASES_SPEC_FIELDS = {"label": "int", "level": "int", "reasons": "str", "transaction_id": "str"}
+
+
+def case_vector(features: pd.DataFrame) -> np.ndarray:
+    """Stateless embedding of feature rows for the vector store, shape (n, len(FEATURES)).
+
+    sign(x) * log1p(|x|) per feature (missing -> 0): it needs no fitted scaler, so an index built today and a
+    query run next month agree, and it keeps huge amounts or speeds from dominating the cosine similarity.
+    """
+    x = np.nan_to_num(features[list(FEATURES)].to_numpy(dtype=float), nan=0.0, posinf=1e6, neginf=-1e6)
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def index_cases(
+    store: object, rows: pd.DataFrame, labels: np.ndarray, *, collection: str, tenant: str = "default"
+) -> int:
+    """Upsert labelled cases (canonical fields + features) into `collection` of a core.retrieval VectorStore.
+
+    Each object: id = transaction id, text = the feature summary the prompt shows, vector = case_vector, metadata
+    = label, target level and reasons. Returns the number of cases written.
+    """
+    from core.retrieval.schema import CollectionSpec, StoredObject
+
+    labels = np.asarray(labels, dtype=int)
+    reasons = reasons_for(rows)
+    vectors = case_vector(rows)
+    spec = CollectionSpec(collection, dim=vectors.shape[1], fields=CASES_SPEC_FIELDS)  # type: ignore[arg-type]
+    store.create_collection(spec)  # type: ignore[attr-defined]
+    objects = []
+    for i, rec in enumerate(rows.to_dict("records")):
+        level, why = target_for(int(labels[i]), reasons[i])
+        objects.append(
+            StoredObject(
+                id=str(rec["transaction_id"]),
+                text=summarise(rec, reasons[i]),
+                vector=vectors[i].tolist(),
+                metadata={
+                    "label": int(labels[i]),
+                    "level": level,
+                    "reasons": ",".join(why),
+                    "transaction_id": str(rec["transaction_id"]),
+                },
+            )
+        )
+    return store.upsert(collection, objects, tenant=tenant)  # type: ignore[attr-defined]
+
+
+class StoreSimilarCases:
+    """SimilarCases from a core.retrieval VectorStore collection written by `index_cases` (LanceDB or Weaviate).
+
+    Args:
+        store: an open VectorStore.
+        collection: the cases collection.
+        tenant: the business unit whose cases are searched (tenants never see each other's cases).
+    """
+
+    def __init__(self, store: object, collection: str, *, tenant: str = "default") -> None:
+        store.get_collection(collection)  # type: ignore[attr-defined]  # NotFoundError early, with the name
+        self.store, self.collection, self.tenant = store, collection, tenant
+
+    def similar(self, features: pd.DataFrame, k: int) -> list[list[Example]]:
+        """See SimilarCases.similar."""
+        if k <= 0 or len(features) == 0:
+            return [[] for _ in range(len(features))]
+        out = []
+        for vector in case_vector(features):
+            hits = self.store.vector_search(  # type: ignore[attr-defined]
+                self.collection, vector.tolist(), tenant=self.tenant, limit=k
+            )
+            out.append(
+                [
+                    Example(h.text, int(h.metadata["level"]), [r for r in str(h.metadata["reasons"]).split(",") if r])
+                    for h in hits
+                ]
+            )
+        return out

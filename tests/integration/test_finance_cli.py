@@ -55,6 +55,8 @@ def test_synth_backtest_fit_score_store_make_training(tmp_path: Path, env: dict[
     assert not list(out.glob("*.tmp"))
 
     assert run("fit", "--in", str(tx), env=env).returncode == 0
+    indexed = run("index-cases", "--in", str(tx), "--collection", "finance_cases", env=env)
+    assert indexed.returncode == 0 and "indexed" in indexed.stdout, indexed.stderr
     assert subprocess.run([FINMED, "db", "upgrade"], env={**os.environ, **env}, capture_output=True).returncode == 0
     add = [FINMED, "users", "add", "ana", "--role", "analyst", "--password", "a-long-password-1"]
     assert subprocess.run(add, env={**os.environ, **env}, capture_output=True).returncode == 0
@@ -74,6 +76,8 @@ def test_synth_backtest_fit_score_store_make_training(tmp_path: Path, env: dict[
         "amount=amt",
         "--llm-budget",
         "2",
+        "--cases",
+        "finance_cases",
         "--store",
         "--as",
         "ana",

@@ -89,3 +89,23 @@ def test_similar_cases_returns_labelled_examples(data: tuple) -> None:
     examples = similar.similar(fraud_row, 3)[0]
     assert len(examples) == 3 and examples[0].level >= 3  # the nearest case is itself-like fraud
     assert "rule signals" in examples[0].summary
+
+
+def test_store_similar_cases_through_lancedb(data: tuple, tmp_path: Path) -> None:
+    from core.retrieval.lance_store import LanceStore
+    from domains.finance.similar import StoreSimilarCases, index_cases
+
+    frame, feats = data
+    y = frame["is_fraud"].to_numpy()
+    rows = pd.concat([frame, feats.drop(columns=["amount"])], axis=1)
+    store = LanceStore(tmp_path / "lancedb")
+    assert index_cases(store, rows, y, collection="finance_cases", tenant="bank-a") == len(frame)
+    assert index_cases(store, rows, y, collection="finance_cases", tenant="bank-a") == len(frame)  # idempotent
+    assert store.count("finance_cases", tenant="bank-a") == len(frame)
+    similar = StoreSimilarCases(store, "finance_cases", tenant="bank-a")
+    fraud_row = feats[y == 1].iloc[:1]
+    examples = similar.similar(fraud_row, 3)[0]
+    assert len(examples) == 3 and examples[0].level >= 3 and "rule signals" in examples[0].summary
+    assert StoreSimilarCases(store, "finance_cases", tenant="bank-b").similar(fraud_row, 3) == [[]]
+    with pytest.raises(Exception, match="finance_nope"):
+        StoreSimilarCases(store, "finance_nope")
