@@ -72,7 +72,7 @@ def tiny_config(vocab_size: int, **overrides: Any) -> Any:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=2048,  # a finance risk prompt is ~520 byte-level tokens
         rms_norm_eps=1e-5,
         tie_word_embeddings=False,
         bos_token_id=1,

@@ -1,11 +1,15 @@
-"""HTTP face of finance scoring: POST /v1/finance/score (numeric screen; LLM adjudication when a budget is given)."""
+"""HTTP face of finance scoring: POST /v1/finance/score (numeric screen; LLM adjudication when a budget is given).
+
+Mounted by the model server (core.serving.app) behind its API keys. With `llm_budget` > 0 the request names a model
+the server serves (the finance adapter exported with `finmed export`), and that loaded model adjudicates.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from core.errors import FinmedError
@@ -17,14 +21,30 @@ class ScoreRequest(BaseModel):
     transactions: list[dict[str, Any]] = Field(..., min_length=1, description="Transaction objects.")
     mapping: dict[str, str] = Field(default_factory=dict, description="Canonical field -> key in the objects.")
     llm_budget: int = Field(0, ge=0, description="Most transactions the LLM adjudicates.")
+    model: str | None = Field(None, description="Served model that adjudicates (needed when llm_budget > 0).")
 
 
 def make_router(numeric_model: Path | None = None, llm: Any = None) -> APIRouter:
     """The finance router; `numeric_model` defaults to the file `finmed finance fit` writes, `llm` to none."""
     router = APIRouter(prefix="/v1/finance", tags=["finance"])
+    served: dict[str, Any] = {}  # OnnxLLM per served model name, built on first use
+
+    def served_llm(http: Request, name: str | None) -> Any:
+        if name is None:
+            raise HTTPException(422, "llm_budget > 0 needs `model`: the name of a served finance model")
+        state = getattr(http.app.state, "serving", None)
+        workers = getattr(state, "workers", {}) or {}
+        if name not in workers:
+            raise HTTPException(404, f"model {name!r} is not served here; available: {', '.join(sorted(workers))}")
+        if name not in served:
+            from domains.finance.llm import OnnxLLM
+
+            loaded = workers[name].model
+            served[name] = OnnxLLM(loaded.folder, loaded=loaded)
+        return served[name]
 
     @router.post("/score")
-    def score(request: ScoreRequest) -> dict[str, Any]:
+    def score(request: ScoreRequest, http: Request) -> dict[str, Any]:
         import pandas as pd
 
         from domains.finance.cli import default_numeric_path
@@ -41,9 +61,12 @@ def make_router(numeric_model: Path | None = None, llm: Any = None) -> APIRouter
             bad = [{"row": b.row, "reason": b.reason} for b in data.bad]
             if data.frame.empty:
                 return {"assessments": [], "bad_rows": bad}
-            policy = CascadePolicy(budget=request.llm_budget if llm is not None else 0)
+            adjudicator = llm
+            if request.llm_budget > 0 and adjudicator is None:
+                adjudicator = served_llm(http, request.model)
+            policy = CascadePolicy(budget=request.llm_budget if adjudicator is not None else 0, k_examples=0)
             extra = [c for c in numeric.columns if c in data.extra_features]
-            scored = score_frame(data.frame, numeric, llm=llm, policy=policy, extra=extra)
+            scored = score_frame(data.frame, numeric, llm=adjudicator, policy=policy, extra=extra)
         except FinmedError as exc:
             raise HTTPException(exc.http_status, str(exc)) from None
         scored = scored.astype(object).where(scored.notna(), None)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.errors import ValidationError
 from core.models.resolve import ModelRef, load_causal_lm, resolve_model
 from core.settings import get_settings
 
@@ -175,15 +176,16 @@ class OnnxLLM:
 
     Args:
         folder: the exported model folder.
+        loaded: the folder already loaded by the model server (core.serving.engine.LoadedModel), to share it.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, loaded: Any = None) -> None:
         from transformers import AutoTokenizer
 
         from core.serving.engine import LoadedModel
 
-        self.loaded = LoadedModel(Path(folder).name, Path(folder), device="cpu")
-        self.name = f"onnx:{Path(folder).name}"
+        self.loaded = loaded if loaded is not None else LoadedModel(Path(folder).name, Path(folder), device="cpu")
+        self.name = f"onnx:{self.loaded.name}"
         # The folder's Hugging Face tokenizer files render the chat template exactly as training did.
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         ids = [self.tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(LEVELS)]
@@ -196,8 +198,14 @@ class OnnxLLM:
     def _start(self, prompt: str, max_new_tokens: int) -> tuple[Any, np.ndarray]:
         og = self.loaded._og
         ids = np.asarray([self.tokenizer(prompt, add_special_tokens=False)["input_ids"]], dtype=np.int32)
+        context = self.loaded.context_length
+        if ids.shape[1] >= context:
+            raise ValidationError(
+                f"a risk prompt of {ids.shape[1]} tokens does not fit model {self.loaded.name!r} "
+                f"(context {context} tokens)"
+            )
         params = og.GeneratorParams(self.loaded.model)
-        params.set_search_options(max_length=ids.shape[1] + max_new_tokens, do_sample=False, batch_size=1)
+        params.set_search_options(max_length=min(ids.shape[1] + max_new_tokens, context), do_sample=False, batch_size=1)
         gen = og.Generator(self.loaded.model, params)
         gen.append_tokens(ids)
         logits = np.asarray(gen.get_output("logits"), dtype=np.float64)[0, -1]  # (vocab,) at the last prompt token
