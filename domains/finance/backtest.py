@@ -20,6 +20,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.atomic import atomic_file, write_bytes_atomic
 from domains.finance.features import compute_features
+from domains.finance.fusion import fuse
 from domains.finance.llm import LLM_THRESHOLD, RiskLLM
 from domains.finance.numeric import NumericModel
 from domains.finance.pipeline import CascadePolicy, score_frame
@@ -116,9 +117,12 @@ def run_backtest(
     )
     y = labels[test]
     llm_rows = scored["llm_level"].notna().to_numpy()
+    t = numeric.threshold
     metrics: dict[str, object] = {
         "numeric": variant_metrics(y, scored["numeric_score"].to_numpy(), numeric.threshold),
-        "llm": variant_metrics(y[llm_rows], scored.loc[llm_rows, "llm_score"].to_numpy(dtype=float), LLM_THRESHOLD),
+        "llm": variant_metrics(
+            y, fuse(scored["numeric_score"].to_numpy(), scored["llm_score"].to_numpy(), numeric.threshold, 1.0), t
+        ),
         "fused": variant_metrics(y, scored["fused_score"].to_numpy(), numeric.threshold),
         "n_train": len(train),
         "n_test": len(test),
@@ -138,7 +142,8 @@ def _fmt(value: object) -> str:
 
 
 def write_report(result: BacktestResult, out: Path) -> list[Path]:
-    """Write metrics.json, report.md and PNG charts into `out` (each file atomically); returns the paths."""
+    """Write metrics.json, assessments.csv (test rows), report.md and PNG charts into `out` (each file atomically);
+    returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,6 +153,8 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     m, s, y = result.metrics, result.scored, result.labels
     write_bytes_atomic(out / "metrics.json", json.dumps(m, indent=2).encode())
+    with atomic_file(out / "assessments.csv", suffix=".csv") as tmp:  # every test row, all three variants, label
+        s.assign(label=y).to_csv(tmp, index=False)
     lines = [
         "# Finance backtest",
         "",
@@ -161,6 +168,23 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
         block = m[name]
         assert isinstance(block, dict)
         lines.append(f"| {name} | " + " | ".join(_fmt(block[k]) for k in METRIC_KEYS) + " |")
+    adj = s["llm_score"].notna().to_numpy()
+    if adj.any():
+        lines += [
+            "",
+            f"## Adjudicated rows only ({int(adj.sum())} rows, {int(y[adj].sum())} fraud)",
+            "",
+            "| variant | " + " | ".join(METRIC_KEYS) + " |",
+            "|---" * (len(METRIC_KEYS) + 1) + "|",
+        ]
+        thr = float(m["numeric"]["threshold"])  # type: ignore[index]
+        for name, col, cut in (
+            ("numeric", "numeric_score", thr),
+            ("llm (its own score)", "llm_score", LLM_THRESHOLD),
+            ("fused", "fused_score", thr),
+        ):
+            block = variant_metrics(y[adj], s.loc[adj, col].to_numpy(dtype=float), cut)
+            lines.append(f"| {name} | " + " | ".join(_fmt(block[k]) for k in METRIC_KEYS) + " |")
     for name, col in (("numeric", "numeric_score"), ("fused", "fused_score")):
         thr = m[name]["threshold"]  # type: ignore[index]
         lines += ["", f"## Confusion ({name}, threshold {thr:.4f})", "", _confusion(y, s[col].to_numpy() >= thr)]
@@ -212,4 +236,4 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
             figure.savefig(tmp, dpi=80)
         plt.close(figure)
         charts.append(out / name)
-    return [out / "metrics.json", out / "report.md", *charts]
+    return [out / "metrics.json", out / "assessments.csv", out / "report.md", *charts]

@@ -49,6 +49,7 @@ class CascadePolicy:
         budget: most LLM calls for the batch.
         audit_rate: share of all rows sampled at random for audit (within the budget, at most a tenth of it).
         band_width: the uncertain band is Band.around(threshold, width=band_width).
+        fusion_weight: the LLM's weight in fusion.fuse.
         k_examples: similar labelled cases per prompt.
         max_new_tokens: answer length cap.
         language: prompt language, "en" or "zh".
@@ -58,6 +59,7 @@ class CascadePolicy:
     budget: int = 0
     audit_rate: float = 0.01
     band_width: float = 4.0
+    fusion_weight: float = 0.5
     k_examples: int = 2
     max_new_tokens: int = 32
     language: str = "en"
@@ -172,7 +174,7 @@ def score_frame(
     adjudicated = np.zeros(n, dtype=bool)
     adjudicated[chosen] = True
     numeric_level = prob_to_level(prob)
-    fused = fuse(prob, llm_score, band)
+    fused = fuse(prob, llm_score, numeric.threshold, policy.fusion_weight)
     out = pd.DataFrame(
         {
             "transaction_id": frame["transaction_id"].astype(str).to_numpy(),

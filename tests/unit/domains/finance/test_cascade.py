@@ -33,13 +33,24 @@ def test_prob_to_level_and_threshold() -> None:
     assert best_f1_threshold(y, np.array([0.1, 0.2, 0.3, 0.8, 0.9])) == pytest.approx(0.8)
 
 
-def test_fusion_moves_only_inside_the_band() -> None:
-    band = Band(0.2, 0.8, weight=0.5)
-    prob = np.array([0.1, 0.5, 0.5, 0.5, 0.9, 0.3])
-    score = np.array([5, 5, 0, np.nan, 0, 5]) / 5  # LLM scores (expected level / 5)
-    fused = fuse(prob, score, band)
-    np.testing.assert_allclose(fused, [0.1, 0.75, 0.25, 0.5, 0.9, 0.65])
-    assert ((fused >= 0.2) & (fused <= 0.8))[1:4].all()
+def test_fusion_pools_log_odds_around_each_models_decision_point() -> None:
+    t = 0.9
+    prob = np.array([0.5, 0.5, 0.95, 0.999, 0.001, 0.9, 0.3])
+    score = np.array([1.0, 0.0, np.nan, 0.0, 1.0, 0.5, 0.9])
+    fused = fuse(prob, score, t)
+    assert fused[2] == 0.95  # not adjudicated: the numeric score
+    assert fused[0] > t > fused[1]  # where the numeric model is unsure, a sure LLM decides
+    assert fused[3] >= t and fused[4] < t  # a confident numeric score survives the most contrary LLM
+    assert fused[5] == pytest.approx(t)  # both exactly at their decision points
+    # equal weights: the margins average in log-odds
+    logit = lambda x: np.log(x / (1 - x))  # noqa: E731
+    expected = 0.5 * (logit(0.3) - logit(t)) + 0.5 * (logit(0.9) - logit(0.5))
+    assert logit(fused[6]) - logit(t) == pytest.approx(expected)
+    np.testing.assert_allclose(fuse(prob, score, t, weight=0.0), prob)
+    only_llm = fuse(prob, score, t, weight=1.0)
+    assert (only_llm[[0, 4, 6]] >= t).all() and (only_llm[[1, 3]] < t).all()
+    with pytest.raises(ValueError, match="weight"):
+        fuse(prob, score, t, weight=1.5)
 
 
 def test_selection_respects_budget_and_priorities() -> None:
