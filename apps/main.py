@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from apps.auth import current_user, login_page, logout
-from apps.pages import compliance, status
+from apps.pages import compliance, finance, status
 
 st.set_page_config(page_title="finmed", layout="wide")
 
@@ -18,6 +18,8 @@ else:
         if st.button("Sign out"):
             logout()
     pages = {"General": [st.Page(status.render, title="Status", url_path="status", default=True)]}
+    if user.role in finance.ROLES:
+        pages["Finance"] = [st.Page(finance.render, title="Risk scoring", url_path="finance")]
     if user.role in ("compliance", "admin"):
         pages["Compliance"] = [st.Page(compliance.render, title="Review queue", url_path="compliance")]
     st.navigation(pages).run()
