@@ -145,26 +145,39 @@ class LocalLLM:
                 answers.append(LLMAnswer(text.strip(), None if np.isnan(p).any() else p))
         return answers
 
+    def _virtual_tokens(self) -> int:
+        """Soft-prompt length the model prepends (prompt tuning / p-tuning), else 0."""
+        config = getattr(self.model, "active_peft_config", None)
+        return int(config.num_virtual_tokens) if config is not None and config.is_prompt_learning else 0
+
     def level_probs(self, prompts: list[str]) -> np.ndarray:
         """See RiskLLM.level_probs: one forward pass per batch, no generation (for scoring and evaluation).
 
-        Right padding, reading each row at its own last token: a soft prompt (prompt tuning) is prepended to the
-        whole padded row, so left padding would put pads between it and the text and shift their distance.
+        Prompts are batched by length (less padding) with right padding, and each row is read at its own last
+        token: a soft prompt (prompt tuning) is prepended to the whole padded row, so left padding would put pads
+        between it and the text. Only those last positions go through the output layer (`logits_to_keep`).
         """
         import torch
 
-        rows = []
+        if not prompts:
+            return np.zeros((0, LEVELS))
+        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros((len(prompts), LEVELS))
+        offset = self._virtual_tokens()
         self.tokenizer.padding_side = "right"
         try:
             for start in range(0, len(prompts), self.batch_size):
-                enc = self._encode(prompts[start : start + self.batch_size])
+                idx = order[start : start + self.batch_size]
+                enc = self._encode([prompts[i] for i in idx])
+                last = enc["attention_mask"].sum(dim=1) - 1 + offset  # (batch,) in the model's sequence
+                keep, row_pos = torch.unique(last, return_inverse=True)
                 with torch.inference_mode():
-                    logits = self.model(**enc).logits  # (batch, [virtual tokens +] seq, vocab)
-                last = enc["attention_mask"].sum(dim=1) - 1 + (logits.shape[1] - enc["input_ids"].shape[1])
-                rows.append(self._digit_softmax(logits[torch.arange(logits.shape[0]), last]))
+                    logits = self.model(**enc, logits_to_keep=keep).logits  # (batch, len(keep), vocab)
+                out[idx] = self._digit_softmax(logits[torch.arange(len(idx)), row_pos])
         finally:
             self.tokenizer.padding_side = "left"
-        return np.concatenate(rows) if rows else np.zeros((0, LEVELS))
+        return out
 
 
 class OnnxLLM:
