@@ -7,11 +7,10 @@ loads take seconds and every tool (peft, the ONNX model builder) sees an ordinar
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from core.atomic import atomic_dir
 from core.errors import FinmedError, NotFoundError
 
 DEFAULT_NAME = "smollm2-135m-instruct"
@@ -58,9 +57,7 @@ def pull_default(models_dir: Path, *, force: bool = False, progress: Callable[[s
         return target
     source = gguf_file()
     say = progress or (lambda _msg: None)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}-", dir=models_dir))
-    try:
+    with atomic_dir(target) as tmp:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         say(f"reading {source.name}")
@@ -78,10 +75,4 @@ def pull_default(models_dir: Path, *, force: bool = False, progress: Callable[[s
             model.generation_config.save_pretrained(tmp)
         if not is_ready(tmp):
             raise FinmedError(f"conversion of {source} produced an incomplete folder {tmp}")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
