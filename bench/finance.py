@@ -3,6 +3,7 @@ cascade throughput with the adapter exported to int4 against fp32 in-process, an
 
 Run: PYTHONPATH=$PWD python bench/finance.py [--rows 1000000] [--accounts 600] [--budget 160] [--records 256]
          [--new-accounts 150] [--work var/bench-finance] [--skip-features] [--skip-int4] [--skip-adapt]
+         [--adapter RUN]   (reuse a finance adapter run instead of training one in the backtest)
 Prints comparison tables (every ratio measured within the one run) and writes bench/results/finance.json; the .md
 beside it is written from the printed tables.
 """
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--skip-features", action="store_true")
     parser.add_argument("--skip-int4", action="store_true")
     parser.add_argument("--skip-adapt", action="store_true")
+    parser.add_argument("--adapter", type=Path, default=None, help="reuse this finance adapter run (no training)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {
@@ -82,8 +84,9 @@ def main() -> None:
     bt = run_backtest(
         frame,
         y,
+        llm=LocalLLM(adapter=args.adapter) if args.adapter else None,
         policy=CascadePolicy(budget=args.budget, k_examples=0),
-        finetune_dir=args.work / "adapter",
+        finetune_dir=None if args.adapter else args.work / "adapter",
         finetune_records=args.records,
     )
     m = bt.metrics
@@ -100,7 +103,7 @@ def main() -> None:
     )
     results["fused_beats_both_on_ap"] = bool(beats)
     print(f"fused beats both single variants on average precision: {'yes' if beats else 'NO'}")
-    run = bt.adapter_run
+    run = args.adapter or bt.adapter_run
     assert run is not None and bt.numeric is not None and bt.test_rows is not None
     test = frame.iloc[bt.test_rows].reset_index(drop=True)
     test_feats = compute_features(frame).iloc[bt.test_rows].reset_index(drop=True)
