@@ -5,8 +5,12 @@
   calls it on the early part of a history only.
 * `adapt`: a soft prompt (peft prompt tuning, `configs/finance-adapt.yaml`) learned from a few (16-64) labelled
   examples of a new scheme on top of a finance adapter run, evaluated before and after on held-out accounts of the
-  new scheme (recall) and on the old set (false-positive rate). The run folder stacks on the adapter run, so
-  `LocalLLM(adapter=<adapt run>)` loads base + finance LoRA (merged) + soft prompt.
+  new scheme (recall) and on held-out accounts of the old set (false-positive rate). The run folder stacks on the
+  adapter run, so `LocalLLM(adapter=<adapt run>)` loads base + finance LoRA (merged) + soft prompt.
+  A soft prompt shifts every answer, not only the new scheme's: trained on new-scheme rows alone it learned "be
+  more suspicious" (old-set false-positive rate 4% -> 16% in a first trial). So the legitimate examples are the
+  hardest ones (most rule signals), and a replay of old-set rows (from accounts the evaluation never sees) is
+  mixed in, the usual rehearsal against forgetting.
 
 The LLM's decision for evaluation is its expected level >= 2.5 (LLM_THRESHOLD on the 0-1 scale): training targets
 put legitimate rows at levels 0-2 and fraud at 3-5 (targets.target_for), so 2.5 is the boundary the model learns.
@@ -143,6 +147,7 @@ def adapt(
     old: pd.DataFrame | None = None,
     old_labels: np.ndarray | None = None,
     n_examples: int = 64,
+    n_replay: int = 32,
     n_eval_legit: int = 200,
     extra: list[str] | None = None,
     overrides: list[str] | None = None,
@@ -158,7 +163,9 @@ def adapt(
         out_dir: where records, the run folder (out_dir/finance-adapt) and adaptation.json go.
         old: the old labelled set, for the false-positive rate before and after (optional).
         old_labels: its labels.
-        n_examples: training examples (16-64): half new-scheme fraud (as many as there are), the rest legitimate.
+        n_examples: training examples (16-64): half new-scheme fraud (as many as there are), the rest the hardest
+            legitimate rows of the same accounts.
+        n_replay: old-set rows mixed into training (training.select_rows of one half of its accounts); 0: none.
         n_eval_legit: legitimate rows sampled for each false-positive rate.
     """
     from core.finetune.load import is_run_folder
@@ -175,21 +182,27 @@ def adapt(
     train_pos, held_pos = split_accounts(examples, labels)
     if labels[train_pos].sum() == 0 or labels[held_pos].sum() == 0:
         raise ValidationError("the examples need fraud rows on at least two accounts (one to learn, one to test)")
-    n_fraud = min(n_examples // 2, int(labels[train_pos].sum()))
-    train_rows = _sample(labels, train_pos, n_fraud, n_examples - n_fraud, 1)
+    reasons = reasons_for(feats)
+    train_rows = train_pos[select_rows(labels[train_pos], [reasons[i] for i in train_pos], n_examples, seed=1)]
     held = EvalSet(examples, feats, labels, _sample(labels, held_pos, 10**9, n_eval_legit, 2))
     sets = {"new_scheme_heldout": held}
+    records = training_records(examples, labels, rows=train_rows, features=feats)
+    n_new = len(records)
     if old is not None and old_labels is not None:
         old = old.reset_index(drop=True)
         old_feats = compute_features(old, extra)
         old_labels = np.asarray(old_labels, dtype=int)
-        old_rows = _sample(old_labels, np.arange(len(old)), 50, n_eval_legit, 3)
+        replay_pos, eval_pos = split_accounts(old, old_labels, seed=3)
+        old_rows = _sample(old_labels, eval_pos, 50, n_eval_legit, 3)
         sets["old_set"] = EvalSet(old, old_feats, old_labels, old_rows)
+        if n_replay > 0:
+            old_reasons = reasons_for(old_feats.iloc[replay_pos])
+            replay = replay_pos[select_rows(old_labels[replay_pos], old_reasons, n_replay, seed=4)]
+            records += training_records(old, old_labels, rows=replay, features=old_feats)
 
     before_llm = LocalLLM(adapter=adapter_run)
     before = {name: rates(before_llm, data) for name, data in sets.items()}
     del before_llm
-    records = training_records(examples, labels, rows=train_rows, features=feats)
     data = write_jsonl(records, out_dir / "adapt.jsonl")
     config = _config(
         "finance-adapt.yaml",
@@ -208,8 +221,9 @@ def adapt(
     result: dict[str, object] = {
         "run": str(run),
         "adapter_run": str(adapter_run),
-        "train_examples": len(records),
+        "train_examples": n_new,
         "train_fraud": int(labels[train_rows].sum()),
+        "replay_examples": len(records) - n_new,
         "threshold": LLM_THRESHOLD,
         "before": before,
         "after": after,

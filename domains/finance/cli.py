@@ -301,6 +301,7 @@ def adapt(
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
     old: Path = typer.Option(None, "--old", help="The old labelled set, to check the false-positive rate."),
     n_examples: int = typer.Option(64, help="Training examples, 16-64 (half new-scheme fraud where available)."),
+    replay: int = typer.Option(32, help="With --old: old-set rows mixed into training against forgetting; 0: none."),
     eval_legit: int = typer.Option(200, help="Legitimate rows sampled for each false-positive rate."),
 ) -> None:
     """Learn a soft prompt for a new fraud scheme from a few labelled examples, on top of the finance adapter."""
@@ -314,11 +315,22 @@ def adapt(
         old_frame, old_y = old_data.frame, _labels(old_data.frame, label_column)
     out.mkdir(parents=True, exist_ok=True)
     result = run_adapt(
-        data.frame, y, adapter, out, old=old_frame, old_labels=old_y, n_examples=n_examples, n_eval_legit=eval_legit
+        data.frame,
+        y,
+        adapter,
+        out,
+        old=old_frame,
+        old_labels=old_y,
+        n_examples=n_examples,
+        n_replay=replay,
+        n_eval_legit=eval_legit,
     )
     from rich.table import Table
 
-    table = Table(title=f"Adaptation ({result['train_examples']} examples, LLM threshold {result['threshold']})")
+    table = Table(
+        title=f"Adaptation ({result['train_examples']} examples + {result['replay_examples']} replayed, "
+        f"LLM threshold {result['threshold']})"
+    )
     for column in ("set", "metric", "before", "after"):
         table.add_column(column)
     before, after = result["before"], result["after"]

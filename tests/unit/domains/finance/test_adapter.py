@@ -89,6 +89,9 @@ def test_adapt_stacks_a_soft_prompt_and_reports_before_and_after(adapter_run: Pa
     config = read_run_config(run)
     assert config.method.name == "prompt_tuning" and Path(config.model.base) == adapter_run.resolve()
     assert result["train_examples"] == 16 and 1 <= int(result["train_fraud"]) <= 8  # type: ignore[call-overload]
+    replayed = int(result["replay_examples"])  # type: ignore[call-overload]
+    assert 0 < replayed <= 32
+    assert len((tmp_path / "adapt.jsonl").read_text().splitlines()) == 16 + replayed
     from domains.finance.llm import LocalLLM
 
     tuned = LocalLLM(adapter=run, batch_size=3)
@@ -96,7 +99,7 @@ def test_adapt_stacks_a_soft_prompt_and_reports_before_and_after(adapter_run: Pa
     alone = np.concatenate([tuned.level_probs([p]) for p in prompts])
     np.testing.assert_allclose(tuned.level_probs(prompts), alone, atol=1e-4)  # padding does not move the soft prompt
     generated = np.stack([a.level_probs for a in tuned.answer(prompts, max_new_tokens=1)])  # type: ignore[misc]
-    np.testing.assert_allclose(generated, alone, atol=1e-4)
+    np.testing.assert_allclose(generated, alone, atol=1e-3)  # generation runs batched with a cache: float noise
     saved = json.loads((tmp_path / "adaptation.json").read_text())
     for when in ("before", "after"):
         assert set(saved[when]) == {"new_scheme_heldout", "old_set"}
