@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--skip-int4", action="store_true")
     parser.add_argument("--skip-adapt", action="store_true")
     parser.add_argument("--adapter", type=Path, default=None, help="reuse this finance adapter run (no training)")
+    parser.add_argument("--json", type=Path, default=OUT, help="where the raw results go")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {
@@ -160,21 +161,24 @@ def main() -> None:
             new["is_fraud"].to_numpy(),
             run,
             args.work / "adapt",
-            old=test,
-            old_labels=bt.labels,
+            old=frame,  # the whole old history: replay and evaluation come from disjoint halves of its accounts
+            old_labels=y,
             n_examples=64,
             n_eval_legit=400,
         )
         results["adaptation"] = {**adapted, "seconds": time.perf_counter() - start}
-        print(f"\nadaptation: {adapted['train_examples']} examples ({adapted['train_fraud']} fraud), threshold 0.5")
+        print(
+            f"\nadaptation: {adapted['train_examples']} examples ({adapted['train_fraud']} fraud) + "
+            f"{adapted['replay_examples']} replayed old rows, LLM threshold 0.5"
+        )
         print("| set | metric | before | after |\n|---|---|---|---|")
         for name in adapted["before"]:  # type: ignore[union-attr]
             for metric in ("recall", "fpr"):
                 b = adapted["before"][name][metric]  # type: ignore[index]
                 a = adapted["after"][name][metric]  # type: ignore[index]
                 print(f"| {name} | {metric} | {_fmt(b)} | {_fmt(a)} |")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2, default=str))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":
