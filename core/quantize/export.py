@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConflictError, FinmedError, NotFoundError, ValidationError
-from core.quantize.merge import MergedModel, merge_run, read_adapter_config
+from core.quantize.merge import MergedModel, check_run, is_finmed_run, merge_finmed_run, merge_run
 from core.quantize.precisions import ExportOptions
 
 EXPORT_META = "finmed_export.json"
@@ -45,7 +45,7 @@ def _check_inputs(run_dir: Path | None, model: str | None, options: ExportOption
     if (run_dir is None) == (model is None):
         raise ValidationError("give exactly one of --run RUN_DIR or --model MODEL")
     if run_dir is not None:
-        read_adapter_config(run_dir)
+        check_run(run_dir)
     if options.precision == "gptq":
         if calib is None:
             raise ValidationError("precision gptq needs calibration data: pass --calib FILE (chat JSONL or text lines)")
@@ -160,7 +160,10 @@ def export_model(
     try:
         if run_dir is not None:
             say(f"merging adapter from {run_dir}")
-            merged = merge_run(Path(run_dir), work / "hf", base=base)
+            if is_finmed_run(Path(run_dir)):
+                merged = merge_finmed_run(Path(run_dir), work / "hf")
+            else:
+                merged = merge_run(Path(run_dir), work / "hf", base=base)
         else:
             merged = _plain_model(str(model), work / "hf")
         onnx_dir = work / "onnx"

@@ -1,6 +1,8 @@
-"""Turn a fine-tuning run folder (a peft adapter) into a plain Hugging Face model folder the ONNX builder reads.
+"""Turn a fine-tuning run into a plain Hugging Face model folder the ONNX builder reads.
 
-Kept small on purpose: when core.finetune.load.merge_for_export lands, `merge_run` can delegate to it.
+Two kinds of run are accepted: a `finmed train` run folder (config.yaml, adapter/ or model/, tokenizer/), which
+core.finetune.load.merge_for_export merges (stacked runs included), and a bare peft adapter folder
+(adapter_config.json + weights), merged here onto the base it names.
 """
 
 from __future__ import annotations
@@ -53,6 +55,38 @@ def read_adapter_config(run_dir: Path) -> dict[str, Any]:
         return json.loads(config_path.read_text())
     except json.JSONDecodeError as exc:
         raise ValidationError(f"{config_path} is not valid JSON: {exc}") from None
+
+
+def is_finmed_run(run_dir: Path) -> bool:
+    """True for a `finmed train` run folder (as opposed to a bare peft adapter folder)."""
+    from core.finetune.load import is_run_folder
+
+    return is_run_folder(Path(run_dir))
+
+
+def check_run(run_dir: Path) -> None:
+    """Validate a run folder of either kind before any work starts (NotFoundError / ValidationError)."""
+    if is_finmed_run(run_dir):
+        from core.finetune.load import read_run_config
+
+        read_run_config(Path(run_dir))
+    else:
+        read_adapter_config(run_dir)
+
+
+def merge_finmed_run(run_dir: Path, out_dir: Path) -> MergedModel:
+    """Merge a `finmed train` run with core.finetune.load.merge_for_export (a soft prompt comes back as prefix)."""
+    from core.finetune.load import merge_for_export, read_run_config
+
+    config = read_run_config(Path(run_dir))
+    merge_for_export(run_dir, out_dir)
+    prefix = None
+    prompt_file = Path(out_dir) / "prompt_embeddings.safetensors"
+    if prompt_file.is_file():
+        from safetensors.torch import load_file
+
+        prefix = load_file(str(prompt_file))["prompt_embeddings"]
+    return MergedModel(Path(out_dir), config.model.base, config.method.name, prefix)
 
 
 def merge_run(run_dir: Path, out_dir: Path, *, base: str | None = None) -> MergedModel:

@@ -16,7 +16,14 @@ from core.errors import ConflictError, ValidationError
 from core.quantize.calib import read_chat_records
 from core.quantize.export import export_model
 from core.quantize.measure import Workload, measure_in_child
-from core.quantize.merge import PROMPT_METHODS, MergedModel, merge_run, read_adapter_config
+from core.quantize.merge import (
+    PROMPT_METHODS,
+    MergedModel,
+    is_finmed_run,
+    merge_finmed_run,
+    merge_run,
+    read_adapter_config,
+)
 from core.quantize.metrics import choose_metric, score
 from core.quantize.precisions import FP16_CPU_MESSAGE, PRECISIONS, ExportOptions
 from core.quantize.report_render import write_chart, write_markdown
@@ -212,7 +219,16 @@ def _merge_once(
     work_dir: Path, run_dir: Path | None, base: str | None, say: Callable[[str], None]
 ) -> MergedModel | None:
     """Merge a LoRA-style run once for all precisions (None: a plain model, or prompt tuning, merged per export)."""
-    if run_dir is None or str(read_adapter_config(run_dir).get("peft_type", "LORA")).upper() in PROMPT_METHODS:
+    if run_dir is None:
+        return None
+    if is_finmed_run(run_dir):
+        from core.finetune.load import SOFT_PROMPT, read_run_config
+
+        if read_run_config(run_dir).method.name in SOFT_PROMPT:
+            return None
+        say(f"merging run {run_dir}")
+        return merge_finmed_run(run_dir, work_dir / "merged")
+    if str(read_adapter_config(run_dir).get("peft_type", "LORA")).upper() in PROMPT_METHODS:
         return None
     say(f"merging adapter from {run_dir}")
     return merge_run(run_dir, work_dir / "merged", base=base)

@@ -137,3 +137,17 @@ def test_backtest_finetune_trains_on_the_early_part_only(tiny_model_dir: Path, t
     assert records and {r["transaction_id"] for r in records} <= early
     feats = compute_features(frame)
     assert len(reasons_for(feats)) == len(frame)
+
+
+def test_finance_adapter_exports_to_int4_and_scores(adapter_run: Path, tmp_path: Path) -> None:
+    """`finmed export --run <finance-lora run>` takes the run folder itself (merged through core.finetune.load)."""
+    from core.quantize.export import export_model
+    from core.quantize.precisions import ExportOptions
+    from domains.finance.llm import OnnxLLM
+
+    result = export_model(options=ExportOptions("int4"), out_dir=tmp_path / "int4", run_dir=adapter_run)
+    assert result.method == "lora"
+    llm = OnnxLLM(result.path)
+    prompt = llm.render([{"role": "user", "content": "amount: 5.00 USD"}]) + "Risk level: "
+    probs = llm.level_probs([prompt])
+    assert probs.shape == (1, 6) and np.isclose(probs.sum(), 1.0)
