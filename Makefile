@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.finmed-installed
 PYTEST_ARGS ?=
 
-.PHONY: up test lint browser clean-var
+.PHONY: up test lint browser compose clean-var
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,7 +25,11 @@ up: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || echo "chromium not installed: browser tests will be skipped"
 
-test: $(STAMP) browser
+# The compose file is validated with `docker-compose config` (no engine needed); without root it skips and says why.
+compose:
+	@command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null 2>&1; } || echo "docker-compose not installed: the compose test will be skipped"
+
+test: $(STAMP) browser compose
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
