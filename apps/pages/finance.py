@@ -114,11 +114,11 @@ def _results(user_id: int) -> None:
     if result["stored"]:
         st.info(result["stored"])
     elif st.button("Store and route to review", key="finance_store"):
+        from domains.finance.features import with_features
         from domains.finance.models import store_assessments
         from domains.finance.routing import route_assessments
 
-        rows = pd.concat([result["rows"].reset_index(drop=True), result["feats"].reset_index(drop=True)], axis=1)
-        rows = rows.loc[:, ~rows.columns.duplicated(keep="last")]
+        rows = with_features(result["rows"], result["feats"])
         with session_scope(get_engine()) as session:
             user = session.get(User, user_id)
             store_assessments(session, scored=scored, batch_id=uuid.uuid4().hex, model_version=result["version"])

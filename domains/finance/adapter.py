@@ -27,7 +27,7 @@ import pandas as pd
 
 from core.atomic import write_bytes_atomic
 from core.errors import NotFoundError, ValidationError
-from domains.finance.features import compute_features, reasons_for
+from domains.finance.features import compute_features, reasons_for, with_features
 from domains.finance.llm import LLM_THRESHOLD, RiskLLM, expected_level
 from domains.finance.pipeline import CascadePolicy, prompts_for
 from domains.finance.training import select_rows, training_records, write_jsonl
@@ -87,9 +87,7 @@ def llm_scores(llm: RiskLLM, frame: pd.DataFrame, feats: pd.DataFrame, rows: np.
     """LLM score (expected level / 5) for positions `rows` of `frame`, zero-shot prompts; shape (len(rows),)."""
     if len(rows) == 0:
         return np.zeros(0)
-    merged = pd.concat([frame.iloc[rows].reset_index(drop=True), feats.iloc[rows].reset_index(drop=True)], axis=1)
-    merged = merged.loc[:, ~merged.columns.duplicated(keep="last")]
-    prompts = prompts_for(merged, reasons_for(feats.iloc[rows]), llm, None, CascadePolicy())
+    prompts = prompts_for(with_features(frame, feats, rows), reasons_for(feats.iloc[rows]), llm, None, CascadePolicy())
     return expected_level(llm.level_probs(prompts)) / 5.0
 
 

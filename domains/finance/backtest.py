@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.atomic import atomic_file, write_bytes_atomic
-from domains.finance.features import compute_features
+from domains.finance.features import compute_features, with_features
 from domains.finance.fusion import fuse
 from domains.finance.llm import LLM_THRESHOLD, RiskLLM
 from domains.finance.numeric import NumericModel
@@ -105,8 +105,7 @@ def run_backtest(
         llm = LocalLLM(adapter=run)
     similar = None
     if llm is not None and policy is not None and policy.budget > 0 and policy.k_examples > 0:
-        base = pd.concat([frame.iloc[train].reset_index(drop=True), feats.iloc[train].reset_index(drop=True)], axis=1)
-        similar = InMemorySimilarCases(base.loc[:, ~base.columns.duplicated(keep="last")], labels[train])
+        similar = InMemorySimilarCases(with_features(frame, feats, train), labels[train])
     scored = score_frame(
         frame.iloc[test],
         numeric,

@@ -145,7 +145,7 @@ def score(
     ),
 ) -> None:
     """Score transactions: numeric screen on all, LLM on a budgeted selection, fused level per row."""
-    from domains.finance.features import compute_features
+    from domains.finance.features import compute_features, with_features
     from domains.finance.numeric import NumericModel
     from domains.finance.pipeline import CascadePolicy, score_frame
 
@@ -176,8 +176,7 @@ def score(
         engine = get_engine()
         require_current(engine)
         version = f"numeric:{(numeric_model or default_numeric_path()).name}" + (f"+llm:{llm.name}" if llm else "")
-        rows = pd.concat([data.frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1)
-        rows = rows.loc[:, ~rows.columns.duplicated(keep="last")]
+        rows = with_features(data.frame, feats)
         with session_scope(engine) as session:
             user = get_user(session, as_user)
             store_assessments(session, scored=scored, batch_id=uuid.uuid4().hex, model_version=version)
@@ -278,7 +277,7 @@ def index_cases_cmd(
 ) -> None:
     """Index labelled cases in the vector store (LanceDB, or Weaviate) for few-shot examples in `score --cases`."""
     from core.retrieval.store import open_store
-    from domains.finance.features import compute_features, reasons_for
+    from domains.finance.features import compute_features, reasons_for, with_features
     from domains.finance.similar import index_cases
     from domains.finance.training import select_rows
 
@@ -286,9 +285,13 @@ def index_cases_cmd(
     y = _labels(data.frame, label_column)
     feats = compute_features(data.frame, data.extra_features)
     rows = select_rows(y, reasons_for(feats), max_cases)
-    merged = pd.concat([data.frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1).iloc[rows]
-    merged = merged.loc[:, ~merged.columns.duplicated(keep="last")]
-    n = index_cases(open_store(get_settings()), merged, y[rows], collection=collection, tenant=tenant)
+    n = index_cases(
+        open_store(get_settings()),
+        with_features(data.frame, feats, rows),
+        y[rows],
+        collection=collection,
+        tenant=tenant,
+    )
     console.print(f"indexed {n} labelled cases ({int(y[rows].sum())} fraud) into {collection} (tenant {tenant})")
 
 

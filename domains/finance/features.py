@@ -212,3 +212,18 @@ def reasons_for(features: pd.DataFrame) -> list[list[str]]:
         fired.append(col >= reason.threshold if reason.op == ">=" else col <= reason.threshold)
     matrix = np.stack(fired, axis=1)  # (n, n_reasons)
     return [[REASON_NAMES[j] for j in np.flatnonzero(row)] for row in matrix]
+
+
+def with_features(
+    frame: pd.DataFrame, features: pd.DataFrame, rows: np.ndarray | list[int] | None = None
+) -> pd.DataFrame:
+    """Canonical fields and features of the same transactions side by side, as prompts and case stores read them.
+
+    Where a name is in both (e.g. `amount`), the feature column is kept. `rows` (positions) selects transactions;
+    the result has a fresh 0..n-1 index.
+    """
+    frame, features = frame.reset_index(drop=True), features.reset_index(drop=True)
+    if rows is not None:
+        frame, features = frame.iloc[rows].reset_index(drop=True), features.iloc[rows].reset_index(drop=True)
+    merged = pd.concat([frame, features], axis=1)
+    return merged.loc[:, ~merged.columns.duplicated(keep="last")]

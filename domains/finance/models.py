@@ -47,11 +47,13 @@ class Assessment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def opt(value: Any) -> Any:
+    """None for a missing cell (None, pd.NA, NaN), else the value."""
+    return None if value is None or value is pd.NA or value != value else value  # noqa: PLR0124
+
+
 def store_assessments(session: Session, *, scored: pd.DataFrame, batch_id: str, model_version: str) -> int:
     """Insert one Assessment per row of `scored` (pipeline.ASSESSMENT_COLUMNS); returns the number stored."""
-
-    def opt(value: Any) -> Any:
-        return None if value is None or value is pd.NA or value != value else value  # noqa: PLR0124
 
     rows = []
     for rec in scored.to_dict("records"):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from domains.finance.features import compute_features, reasons_for
+from domains.finance.features import compute_features, reasons_for, with_features
 from domains.finance.fusion import Band, fuse
 from domains.finance.llm import LLMAnswer, RiskLLM, expected_level
 from domains.finance.numeric import NumericModel, prob_to_level
@@ -160,8 +160,7 @@ def score_frame(
     if llm is not None:
         chosen, audit = select_for_llm(prob, band, numeric.threshold, policy)
     if len(chosen):
-        rows = pd.concat([frame.reset_index(drop=True), feats.reset_index(drop=True)], axis=1).iloc[chosen]
-        rows = rows.loc[:, ~rows.columns.duplicated(keep="last")]
+        rows = with_features(frame, feats, chosen)
         answers = adjudicate(rows, [reasons[i] for i in chosen], llm, similar, policy)  # type: ignore[arg-type]
         for i, ans in zip(chosen, answers, strict=True):
             parsed = parse_risk(ans.text)

@@ -9,7 +9,6 @@ queue, numeric/LLM disagreement too, and a sample of low-risk outputs to complia
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pandas as pd
 from sqlalchemy.orm import Session
@@ -17,15 +16,11 @@ from sqlalchemy.orm import Session
 from core.db.models import User
 from core.review.policies import Policy, domain_policy
 from core.review.queue import record_output, route_output
-from domains.finance.features import reasons_for
+from domains.finance.models import opt
 from domains.finance.parser import parse_risk
 from domains.finance.prompts import build_messages
 
 INPUT_FIELDS = ("transaction_id", "account_id", "timestamp", "amount", "currency", "merchant_id", "channel", "country")
-
-
-def _value(value: Any) -> Any:
-    return None if value is None or value is pd.NA or value != value else value  # noqa: PLR0124
 
 
 def route_assessments(
@@ -52,12 +47,13 @@ def route_assessments(
     for pos in need.nonzero()[0]:
         rec = scored.iloc[pos]
         row = rows.iloc[pos].to_dict()
-        fields = {k: _value(row.get(k)) for k in INPUT_FIELDS}
+        fields = {k: opt(row.get(k)) for k in INPUT_FIELDS}
         input_text = json.dumps({**fields, "description": row.get("description") or ""}, default=str)
-        answer = _value(rec["llm_answer"])
+        answer = opt(rec["llm_answer"])
+        reasons = [r for r in str(rec["reasons"]).split(",") if r]
         if answer is not None:
-            parsed_answer = parse_risk(str(answer))
-            messages = build_messages(row, reasons_for(rows.iloc[[pos]])[0])
+            parsed_answer = parse_risk(str(answer))  # again, for its error text: the pipeline keeps only parse_ok
+            messages = build_messages(row, reasons)
             system, prompt = messages[0]["content"], messages[-1]["content"]
         else:
             parsed_answer, system, prompt = None, "", ""
@@ -68,8 +64,8 @@ def route_assessments(
                 "risk_level": int(rec["risk_level"]),
                 "numeric_score": float(rec["numeric_score"]),
                 "fused_score": float(rec["fused_score"]),
-                "llm_level": None if _value(rec["llm_level"]) is None else int(rec["llm_level"]),
-                "reasons": [r for r in str(rec["reasons"]).split(",") if r],
+                "llm_level": None if opt(rec["llm_level"]) is None else int(rec["llm_level"]),
+                "reasons": reasons,
                 "transaction_id": str(rec["transaction_id"]),
             }
         output = record_output(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import atomic_file
-from domains.finance.features import compute_features, reasons_for
+from domains.finance.features import compute_features, reasons_for, with_features
 from domains.finance.parser import format_risk
 from domains.finance.prompts import build_messages
 from domains.finance.targets import target_for
@@ -72,8 +72,7 @@ def training_records(
     feats = (compute_features(frame, extra) if features is None else features).reset_index(drop=True)
     labels = np.asarray(labels, dtype=int)
     rows = np.arange(len(frame)) if rows is None else np.asarray(rows, dtype=int)
-    merged = pd.concat([frame.iloc[rows].reset_index(drop=True), feats.iloc[rows].reset_index(drop=True)], axis=1)
-    merged = merged.loc[:, ~merged.columns.duplicated(keep="last")]
+    merged = with_features(frame, feats, rows)
     reasons = reasons_for(feats.iloc[rows])
     records: list[dict[str, object]] = []
     for rec, why, label in zip(merged.to_dict("records"), reasons, labels[rows], strict=True):
