@@ -145,32 +145,88 @@ class LocalLLM:
                 answers.append(LLMAnswer(text.strip(), None if np.isnan(p).any() else p))
         return answers
 
-    def _virtual_tokens(self) -> int:
-        """Soft-prompt length the model prepends (prompt tuning / p-tuning), else 0."""
+    def _soft_prompt(self) -> tuple[Any, Any] | None:
+        """(transformers model under the PEFT wrapper, soft-prompt embeddings (1, virtual tokens, hidden)) for prompt
+        tuning / p-tuning; (the model itself, None) for plain, LoRA or bottleneck models; None for prefix tuning
+        (its prefixes live in the attention cache, which the shared-prefix pass below would collide with)."""
         config = getattr(self.model, "active_peft_config", None)
-        return int(config.num_virtual_tokens) if config is not None and config.is_prompt_learning else 0
+        if config is None or not config.is_prompt_learning:
+            return self.model, None
+        if str(config.peft_type).endswith("PREFIX_TUNING"):
+            return None
+        return self.model.get_base_model(), self.model.get_prompt(batch_size=1)
 
     def level_probs(self, prompts: list[str]) -> np.ndarray:
-        """See RiskLLM.level_probs: one forward pass per batch, no generation (for scoring and evaluation).
+        """See RiskLLM.level_probs: forward passes only, no generation (for scoring and evaluation).
 
-        Prompts are batched by length (less padding) with right padding, and each row is read at its own last
-        token: a soft prompt (prompt tuning) is prepended to the whole padded row, so left padding would put pads
-        between it and the text. Only those last positions go through the output layer (`logits_to_keep`).
+        Every risk prompt starts with the same tokens (chat template, system instructions; a soft prompt before
+        them), often half the prompt. That shared prefix runs once; its attention cache is copied into each batch,
+        which then runs only the rest of each prompt (right-padded, read at each row's own last token, only those
+        positions through the output layer). Written here because transformers' prefix caching lives in
+        generate(), which would also run a generation step; the result equals one full forward pass per prompt
+        (tests compare the two, a soft prompt included).
         """
+        import copy
+
         import torch
+        from transformers import DynamicCache
 
         if not prompts:
             return np.zeros((0, LEVELS))
-        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-        order = np.argsort(lengths, kind="stable")
+        parts = self._soft_prompt()
+        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        if parts is None:
+            return self._level_probs_full(prompts, ids)
+        model, soft = parts
+        shared = _common_prefix(ids, at_most=min(len(i) for i in ids) - 1)  # leave each prompt >= 1 token
         out = np.zeros((len(prompts), LEVELS))
-        offset = self._virtual_tokens()
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            head = model.get_input_embeddings()(torch.tensor([ids[0][:shared]], device=self.device))
+            if soft is not None:
+                head = torch.cat([soft.to(head.dtype), head], dim=1)
+            n_head = head.shape[1]
+            cache = DynamicCache(config=model.config)
+            if n_head:
+                model(inputs_embeds=head, cache=cache, use_cache=True, logits_to_keep=1)
+            order = np.argsort([len(i) for i in ids], kind="stable")
+            for start in range(0, len(prompts), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                tails = [ids[i][shared:] for i in idx]
+                width = max(len(t) for t in tails)
+                tail_ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails], device=self.device)
+                mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in tails], device=self.device)
+                batch_cache = copy.deepcopy(cache)
+                if n_head:
+                    batch_cache.batch_repeat_interleave(len(idx))
+                last = mask.sum(dim=1) - 1  # (batch,) each row's last real token, within the tail
+                keep, row_pos = torch.unique(last, return_inverse=True)
+                logits = model(
+                    input_ids=tail_ids,
+                    attention_mask=torch.cat(
+                        [torch.ones(len(idx), n_head, dtype=mask.dtype, device=self.device), mask], dim=1
+                    ),
+                    position_ids=(n_head + torch.arange(width, device=self.device)).expand(len(idx), width),
+                    cache=batch_cache,
+                    use_cache=True,
+                    logits_to_keep=keep,
+                ).logits  # (batch, len(keep), vocab)
+                out[idx] = self._digit_softmax(logits[torch.arange(len(idx)), row_pos])
+        return out
+
+    def _level_probs_full(self, prompts: list[str], ids: list[list[int]]) -> np.ndarray:
+        """level_probs for prefix tuning: whole prompts, right-padded, batched by length (the prefixes are in the
+        attention cache, not the sequence, so each row's last token is at its own length - 1)."""
+        import torch
+
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        out = np.zeros((len(prompts), LEVELS))
         self.tokenizer.padding_side = "right"
         try:
             for start in range(0, len(prompts), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 enc = self._encode([prompts[i] for i in idx])
-                last = enc["attention_mask"].sum(dim=1) - 1 + offset  # (batch,) in the model's sequence
+                last = enc["attention_mask"].sum(dim=1) - 1  # (batch,)
                 keep, row_pos = torch.unique(last, return_inverse=True)
                 with torch.inference_mode():
                     logits = self.model(**enc, logits_to_keep=keep).logits  # (batch, len(keep), vocab)
@@ -178,6 +234,14 @@ class LocalLLM:
         finally:
             self.tokenizer.padding_side = "left"
         return out
+
+
+def _common_prefix(ids: list[list[int]], *, at_most: int) -> int:
+    """Length of the token prefix all of `ids` share, at most `at_most`."""
+    n = min(at_most, len(ids[0]))
+    for other in ids[1:]:
+        n = next((k for k in range(min(n, len(other))) if other[k] != ids[0][k]), min(n, len(other)))
+    return n
 
 
 class OnnxLLM:

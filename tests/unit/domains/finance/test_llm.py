@@ -52,3 +52,50 @@ def test_onnx_llm_reads_levels_and_answers(tiny_genai_dir: Path) -> None:
     answers = llm.answer(prompts, max_new_tokens=5)
     assert len(answers) == 2 and all("\n" not in a.text for a in answers)
     np.testing.assert_allclose(np.stack([a.level_probs for a in answers]), probs)  # type: ignore[misc]
+
+
+def _one_by_one(llm: LocalLLM, prompts: list[str]):  # noqa: ANN202
+    """Reference level distributions: one unpadded full forward pass per prompt through the model as loaded."""
+    import numpy as np
+    import torch
+
+    rows = []
+    for prompt in prompts:
+        ids = llm.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = llm.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
+        rows.append(torch.softmax(logits[llm.digit_ids], dim=-1).numpy())
+    return np.stack(rows)
+
+
+def _risk_prompts(llm: LocalLLM) -> list[str]:
+    from domains.finance.prompts import ANSWER_PREFIX
+
+    cases = [(5.0, "coffee"), (9000.0, "urgent wire"), (1.0, "a much longer description of the payment"), (70.0, "")]
+    return [llm.render(build_messages({"amount": a, "description": d}, [])) + ANSWER_PREFIX["en"] for a, d in cases]
+
+
+def test_level_probs_shared_prefix_equals_full_passes(tiny_model_dir: Path) -> None:
+    """The shared-prefix cache (system prompt run once) gives what one full pass per prompt gives, batched or not,
+    with a soft prompt (peft prompt tuning) and with LoRA."""
+    import numpy as np
+    from peft import LoraConfig, PromptTuningConfig, TaskType, get_peft_model
+
+    from domains.finance.llm import _common_prefix
+
+    llm = LocalLLM(str(tiny_model_dir), batch_size=3)
+    prompts = _risk_prompts(llm)
+    ids = llm.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    assert _common_prefix(ids, at_most=10**6) > len(ids[0]) // 3  # the system turn is shared
+    assert _common_prefix([[1, 2, 3], [1, 2, 4]], at_most=5) == 2 and _common_prefix([[1, 2]], at_most=1) == 1
+    np.testing.assert_allclose(llm.level_probs(prompts), _one_by_one(llm, prompts), atol=1e-5)
+    np.testing.assert_allclose(llm.level_probs(prompts[:1]), _one_by_one(llm, prompts[:1]), atol=1e-5)
+
+    base = llm.model
+    for config in (
+        PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=5),
+        LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    ):
+        llm.model = get_peft_model(base, config).eval()
+        np.testing.assert_allclose(llm.level_probs(prompts), _one_by_one(llm, prompts), atol=1e-5)
+        llm.model = llm.model.unload() if hasattr(llm.model, "unload") else llm.model.get_base_model()
