@@ -10,9 +10,13 @@
   A soft prompt shifts every answer, not only the new scheme's: trained on new-scheme rows alone it learned "be
   more suspicious" (old-set false-positive rate 4% -> 16% in a first trial). So the legitimate examples are the
   hardest ones (most rule signals), and a replay of old-set rows (from accounts the evaluation never sees) is
-  mixed in, the usual rehearsal against forgetting.
+  mixed in, the usual rehearsal against forgetting. That still left a shift (old-set false-positive rate 3% -> 18%
+  in a second trial), so the adapted model is then **calibrated**: its decision point is raised until it flags no
+  more of a set of old legitimate rows than the finance adapter did (`calibrated_threshold`), and the run folder
+  records it (calibration.json, read by LocalLLM as `threshold` and used by fusion). The calibration rows are
+  legitimate rows of the replay accounts that were not trained on, so the evaluation accounts stay unseen.
 
-The LLM's decision for evaluation is its expected level >= 2.5 (LLM_THRESHOLD on the 0-1 scale): training targets
+The finance adapter's decision is its expected level >= 2.5 (LLM_THRESHOLD on the 0-1 scale): training targets
 put legitimate rows at levels 0-2 and fraud at 3-5 (targets.target_for), so 2.5 is the boundary the model learns.
 """
 
@@ -28,7 +32,7 @@ import pandas as pd
 from core.atomic import write_bytes_atomic
 from core.errors import NotFoundError, ValidationError
 from domains.finance.features import compute_features, reasons_for, with_features
-from domains.finance.llm import LLM_THRESHOLD, RiskLLM, expected_level
+from domains.finance.llm import CALIBRATION_FILE, LLM_THRESHOLD, RiskLLM, expected_level
 from domains.finance.pipeline import CascadePolicy, prompts_for
 from domains.finance.training import select_rows, training_records, write_jsonl
 
@@ -101,10 +105,10 @@ class EvalSet:
     rows: np.ndarray
 
 
-def rates(llm: RiskLLM, data: EvalSet) -> dict[str, float | int | None]:
-    """Recall and false-positive rate of the LLM at LLM_THRESHOLD on `data`'s rows."""
-    y = data.labels[data.rows]
-    flagged = llm_scores(llm, data.frame, data.feats, data.rows) >= LLM_THRESHOLD
+def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float | int | None]:
+    """Recall and false-positive rate of LLM scores (shape (n,)) against 0/1 labels at `threshold`."""
+    flagged = np.asarray(scores) >= threshold
+    y = np.asarray(labels)
     pos, neg = int((y == 1).sum()), int((y == 0).sum())
     return {
         "recall": float((flagged & (y == 1)).sum() / pos) if pos else None,
@@ -112,6 +116,16 @@ def rates(llm: RiskLLM, data: EvalSet) -> dict[str, float | int | None]:
         "fraud": pos,
         "legit": neg,
     }
+
+
+def calibrated_threshold(before: np.ndarray, after: np.ndarray) -> float:
+    """The lowest decision point (>= LLM_THRESHOLD) at which `after` flags no more rows than `before` does at
+    LLM_THRESHOLD; both are LLM scores of the same legitimate rows, shape (n,)."""
+    allowed = int((np.asarray(before) >= LLM_THRESHOLD).sum())
+    ranked = np.sort(np.asarray(after, dtype=float))[::-1]
+    if allowed >= len(ranked):
+        return LLM_THRESHOLD
+    return float(max(LLM_THRESHOLD, np.nextafter(ranked[allowed], 1.0)))  # just above the first row to leave out
 
 
 def split_accounts(frame: pd.DataFrame, labels: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -151,20 +165,23 @@ def adapt(
     overrides: list[str] | None = None,
     show_progress: bool = True,
 ) -> dict[str, object]:
-    """Learn a soft prompt for a new scheme on top of `adapter_run`; returns (and writes) adaptation.json.
+    """Learn a soft prompt for a new scheme on top of `adapter_run`, calibrate its decision point; returns (and
+    writes) adaptation.json.
 
     Args:
         examples: labelled history containing the new scheme (canonical columns); accounts are split in half:
             training examples come from one half, the held-out evaluation from the other.
         labels: 0/1 per row of `examples`.
         adapter_run: the finance adapter run folder to stack on.
-        out_dir: where records, the run folder (out_dir/finance-adapt) and adaptation.json go.
-        old: the old labelled set, for the false-positive rate before and after (optional).
+        out_dir: where records, the run folder (out_dir/finance-adapt), adaptation.json and adaptation_scores.csv
+            (every evaluated row's score before and after) go.
+        old: the old labelled set, for replay, calibration and the false-positive rate before and after
+            (optional: without it, calibration uses legitimate rows of the examples' training accounts).
         old_labels: its labels.
         n_examples: training examples (16-64): half new-scheme fraud (as many as there are), the rest the hardest
             legitimate rows of the same accounts.
         n_replay: old-set rows mixed into training (training.select_rows of one half of its accounts); 0: none.
-        n_eval_legit: legitimate rows sampled for each false-positive rate.
+        n_eval_legit: legitimate rows sampled for each false-positive rate, and for calibration.
     """
     from core.finetune.load import is_run_folder
     from core.finetune.recipe import run_training
@@ -182,25 +199,34 @@ def adapt(
         raise ValidationError("the examples need fraud rows on at least two accounts (one to learn, one to test)")
     reasons = reasons_for(feats)
     train_rows = train_pos[select_rows(labels[train_pos], [reasons[i] for i in train_pos], n_examples, seed=1)]
-    held = EvalSet(examples, feats, labels, _sample(labels, held_pos, 10**9, n_eval_legit, 2))
-    sets = {"new_scheme_heldout": held}
+    sets = {"new_scheme_heldout": EvalSet(examples, feats, labels, _sample(labels, held_pos, 10**9, n_eval_legit, 2))}
     records = training_records(examples, labels, rows=train_rows, features=feats)
     n_new = len(records)
+    calibration = EvalSet(
+        examples, feats, labels, _sample(labels, np.setdiff1d(train_pos, train_rows), 0, n_eval_legit, 5)
+    )
+    source = "legitimate rows of the examples' training accounts, not trained on"
     if old is not None and old_labels is not None:
         old = old.reset_index(drop=True)
         old_feats = compute_features(old, extra)
         old_labels = np.asarray(old_labels, dtype=int)
         replay_pos, eval_pos = split_accounts(old, old_labels, seed=3)
-        old_rows = _sample(old_labels, eval_pos, 50, n_eval_legit, 3)
-        sets["old_set"] = EvalSet(old, old_feats, old_labels, old_rows)
+        sets["old_set"] = EvalSet(old, old_feats, old_labels, _sample(old_labels, eval_pos, 50, n_eval_legit, 3))
+        replay = np.zeros(0, dtype=int)
         if n_replay > 0:
             old_reasons = reasons_for(old_feats.iloc[replay_pos])
             replay = replay_pos[select_rows(old_labels[replay_pos], old_reasons, n_replay, seed=4)]
             records += training_records(old, old_labels, rows=replay, features=old_feats)
+        calibration = EvalSet(
+            old, old_feats, old_labels, _sample(old_labels, np.setdiff1d(replay_pos, replay), 0, n_eval_legit, 5)
+        )
+        source = "legitimate old-set rows of the replay accounts, not trained on"
+    sets["calibration"] = calibration
 
-    before_llm = LocalLLM(adapter=adapter_run)
-    before = {name: rates(before_llm, data) for name, data in sets.items()}
-    del before_llm
+    def score_all(llm: RiskLLM) -> dict[str, np.ndarray]:
+        return {name: llm_scores(llm, data.frame, data.feats, data.rows) for name, data in sets.items()}
+
+    before = score_all(LocalLLM(adapter=adapter_run))
     data = write_jsonl(records, out_dir / "adapt.jsonl")
     config = _config(
         "finance-adapt.yaml",
@@ -214,17 +240,48 @@ def adapt(
         + list(overrides or []),
     )
     run = run_training(config, show_progress=show_progress)
-    after_llm = LocalLLM(adapter=run)
-    after = {name: rates(after_llm, data) for name, data in sets.items()}
+    after = score_all(LocalLLM(adapter=run))
+    threshold = calibrated_threshold(before["calibration"], after["calibration"])
+    note = {
+        "threshold": threshold,
+        "rows": len(calibration.rows),
+        "source": source,
+        "flagged_before": int((before["calibration"] >= LLM_THRESHOLD).sum()),
+        "flagged_after_uncalibrated": int((after["calibration"] >= LLM_THRESHOLD).sum()),
+    }
+    write_bytes_atomic(run / CALIBRATION_FILE, json.dumps(note, indent=2).encode())
+    evaluated = [name for name in sets if name != "calibration"]
+
+    def table(scores: dict[str, np.ndarray], cut: float) -> dict[str, object]:
+        return {name: rates(scores[name], sets[name].labels[sets[name].rows], cut) for name in evaluated}
+
     result: dict[str, object] = {
         "run": str(run),
         "adapter_run": str(adapter_run),
         "train_examples": n_new,
         "train_fraud": int(labels[train_rows].sum()),
         "replay_examples": len(records) - n_new,
-        "threshold": LLM_THRESHOLD,
-        "before": before,
-        "after": after,
+        "threshold": threshold,
+        "calibration": note,
+        "before": table(before, LLM_THRESHOLD),
+        "after": table(after, threshold),
+        "after_uncalibrated": table(after, LLM_THRESHOLD),
     }
+    scores = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "set": name,
+                    "row": data.rows,
+                    "label": data.labels[data.rows],
+                    "before": before[name],
+                    "after": after[name],
+                }
+            )
+            for name, data in sets.items()
+        ],
+        ignore_index=True,
+    )
+    write_bytes_atomic(out_dir / "adaptation_scores.csv", scores.to_csv(index=False).encode())
     write_bytes_atomic(out_dir / "adaptation.json", json.dumps(result, indent=2).encode())
     return result

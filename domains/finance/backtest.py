@@ -3,8 +3,9 @@
 Features are computed once over the whole history (they are causal, so test rows see only their own past, as in
 production). The numeric model and the few-shot case base use the training part only. The operating threshold is
 chosen on the training part (best F1 on out-of-fold probabilities); fused reuses it (fusion keeps the same scale)
-and the LLM variant uses its own decision point, expected level 2.5 (llm.LLM_THRESHOLD), which is what its training
-targets teach. No LLM calls are spent on the training part.
+and the LLM variant uses its own decision point, expected level 2.5 (llm.LLM_THRESHOLD, which is what its training
+targets teach) or the one its run folder was calibrated to (RiskLLM.threshold). No LLM calls are spent on the
+training part.
 The LLM variant is measured on the test rows it adjudicated with a parsable answer (`llm_scored`).
 """
 
@@ -39,6 +40,7 @@ class BacktestResult:
     numeric: NumericModel | None = None
     test_rows: np.ndarray | None = None  # positions of the test part in the input frame
     adapter_run: Path | None = None
+    llm_threshold: float = LLM_THRESHOLD  # the adjudicating LLM's decision point
 
 
 def variant_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float | None]:
@@ -117,17 +119,18 @@ def run_backtest(
     y = labels[test]
     llm_rows = scored["llm_level"].notna().to_numpy()
     t = numeric.threshold
+    u = llm.threshold if llm is not None else LLM_THRESHOLD
     metrics: dict[str, object] = {
         "numeric": variant_metrics(y, scored["numeric_score"].to_numpy(), numeric.threshold),
         "llm": variant_metrics(
-            y, fuse(scored["numeric_score"].to_numpy(), scored["llm_score"].to_numpy(), numeric.threshold, 1.0), t
+            y, fuse(scored["numeric_score"].to_numpy(), scored["llm_score"].to_numpy(), t, 1.0, llm_threshold=u), t
         ),
         "fused": variant_metrics(y, scored["fused_score"].to_numpy(), numeric.threshold),
         "n_train": len(train),
         "n_test": len(test),
         "llm_scored": int(llm_rows.sum()),
     }
-    return BacktestResult(metrics, scored, y, numeric, test, run if finetune_dir is not None else None)
+    return BacktestResult(metrics, scored, y, numeric, test, run if finetune_dir is not None else None, u)
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray) -> str:
@@ -179,7 +182,7 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
         thr = float(m["numeric"]["threshold"])  # type: ignore[index]
         for name, col, cut in (
             ("numeric", "numeric_score", thr),
-            ("llm (its own score)", "llm_score", LLM_THRESHOLD),
+            ("llm (its own score)", "llm_score", result.llm_threshold),
             ("fused", "fused_score", thr),
         ):
             block = variant_metrics(y[adj], s.loc[adj, col].to_numpy(dtype=float), cut)

@@ -305,10 +305,15 @@ def adapt(
     old: Path = typer.Option(None, "--old", help="The old labelled set, to check the false-positive rate."),
     n_examples: int = typer.Option(64, help="Training examples, 16-64 (half new-scheme fraud where available)."),
     replay: int = typer.Option(32, help="With --old: old-set rows mixed into training against forgetting; 0: none."),
-    eval_legit: int = typer.Option(200, help="Legitimate rows sampled for each false-positive rate."),
+    eval_legit: int = typer.Option(
+        200, help="Legitimate rows sampled for each false-positive rate and for calibration."
+    ),
 ) -> None:
-    """Learn a soft prompt for a new fraud scheme from a few labelled examples, on top of the finance adapter."""
+    """Learn a soft prompt for a new fraud scheme from a few labelled examples, on top of the finance adapter.
+
+    Its decision point is then calibrated so that it flags no more old legitimate rows than the adapter did."""
     from domains.finance.adapter import adapt as run_adapt
+    from domains.finance.llm import LLM_THRESHOLD
 
     data = _ingest(examples, mapping, exclude=(label_column,))
     y = _labels(data.frame, label_column)
@@ -330,17 +335,23 @@ def adapt(
     )
     from rich.table import Table
 
+    note = result["calibration"]
+    assert isinstance(note, dict)
     table = Table(
-        title=f"Adaptation ({result['train_examples']} examples + {result['replay_examples']} replayed, "
-        f"LLM threshold {result['threshold']})"
+        title=f"Adaptation ({result['train_examples']} examples + {result['replay_examples']} replayed); "
+        f"decision point {LLM_THRESHOLD} before, calibrated {result['threshold']:.4f} after"
     )
-    for column in ("set", "metric", "before", "after"):
+    for column in ("set", "metric", "before", f"after at {LLM_THRESHOLD}", "after (calibrated)"):
         table.add_column(column)
-    before, after = result["before"], result["after"]
-    assert isinstance(before, dict) and isinstance(after, dict)
+    before, raw, after = result["before"], result["after_uncalibrated"], result["after"]
+    assert isinstance(before, dict) and isinstance(raw, dict) and isinstance(after, dict)
     for name in before:
         for metric in ("recall", "fpr"):
-            b, a = before[name][metric], after[name][metric]
-            table.add_row(name, metric, "n/a" if b is None else f"{b:.3f}", "n/a" if a is None else f"{a:.3f}")
+            cells = [block[name][metric] for block in (before, raw, after)]
+            table.add_row(name, metric, *("n/a" if c is None else f"{c:.3f}" for c in cells))
     console.print(table)
+    console.print(
+        f"calibrated on {note['rows']} {note['source']}: flagged {note['flagged_before']} before, "
+        f"{note['flagged_after_uncalibrated']} after at {LLM_THRESHOLD}"
+    )
     console.print(f"soft prompt run: {result['run']}; details in {out / 'adaptation.json'}")

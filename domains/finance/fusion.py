@@ -2,9 +2,9 @@
 decision point.
 
 For a row the LLM adjudicated, with numeric probability p (operating threshold t, chosen on training data) and
-LLM score s (expected level / 5, decision point llm.LLM_THRESHOLD = 0.5):
+LLM score s (expected level / 5, decision point u: llm.LLM_THRESHOLD = 0.5 unless the model was calibrated):
 
-    margin = (1 - w) * (logit(p) - logit(t)) + w * (logit(s') - logit(0.5)),   s' = clip(s, 0.02, 0.98)
+    margin = (1 - w) * (logit(p) - logit(t)) + w * (logit(s') - logit(u)),   s' = clip(s, 0.02, 0.98)
     fused  = sigmoid(logit(t) + margin)
 
 so fused >= t exactly when the weighted margins lean to fraud, and t stays the operating point of the fused score.
@@ -45,7 +45,14 @@ def _logit(x: np.ndarray | float) -> np.ndarray:
     return np.log(x / (1 - x))
 
 
-def fuse(prob: np.ndarray, llm_score: np.ndarray, threshold: float, weight: float = 0.5) -> np.ndarray:
+def fuse(
+    prob: np.ndarray,
+    llm_score: np.ndarray,
+    threshold: float,
+    weight: float = 0.5,
+    *,
+    llm_threshold: float = LLM_THRESHOLD,
+) -> np.ndarray:
     """Fused probability per row (see the module docstring).
 
     Args:
@@ -53,6 +60,7 @@ def fuse(prob: np.ndarray, llm_score: np.ndarray, threshold: float, weight: floa
         llm_score: LLM scores in [0, 1], NaN where not adjudicated or unparsed, shape (n,).
         threshold: the numeric model's operating threshold.
         weight: the LLM's weight w in [0, 1].
+        llm_threshold: the LLM's decision point u on its score (RiskLLM.threshold).
 
     Returns:
         Fused probabilities, shape (n,).
@@ -62,8 +70,8 @@ def fuse(prob: np.ndarray, llm_score: np.ndarray, threshold: float, weight: floa
     prob = np.asarray(prob, dtype=float)
     score = np.asarray(llm_score, dtype=float)
     adjudicated = ~np.isnan(score)
-    llm_margin = _logit(np.clip(np.nan_to_num(score, nan=LLM_THRESHOLD), LLM_CLIP, 1 - LLM_CLIP)) - _logit(
-        LLM_THRESHOLD
+    llm_margin = _logit(np.clip(np.nan_to_num(score, nan=llm_threshold), LLM_CLIP, 1 - LLM_CLIP)) - _logit(
+        llm_threshold
     )
     margin = (1 - weight) * (_logit(prob) - _logit(threshold)) + weight * llm_margin
     pooled = 1.0 / (1.0 + np.exp(-(_logit(threshold) + margin)))

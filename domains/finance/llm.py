@@ -22,6 +22,9 @@ LEVELS = 6
 # The LLM's own decision point on its score (expected level / 5): 2.5 lies between the highest level training targets
 # give legitimate rows (2) and the lowest they give fraud (3) (targets.target_for).
 LLM_THRESHOLD = 0.5
+# A run folder may carry its own decision point (written by adapter.adapt after calibrating a soft prompt):
+# {"threshold": float, ...}; LocalLLM reads it, and fusion and evaluation use `llm.threshold`.
+CALIBRATION_FILE = "calibration.json"
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,13 @@ class LLMAnswer:
 
 
 class RiskLLM(Protocol):
-    """Anything that turns rendered chat prompts (ending with the answer prefix) into answers, greedily."""
+    """Anything that turns rendered chat prompts (ending with the answer prefix) into answers, greedily.
+
+    `threshold` is the model's decision point on its score (expected level / 5): LLM_THRESHOLD unless calibrated.
+    """
 
     name: str
+    threshold: float
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """Chat messages rendered with this model's chat template, ready for `answer`."""
@@ -54,6 +61,26 @@ class RiskLLM(Protocol):
         ...
 
 
+def read_threshold(run_dir: Path) -> float:
+    """The decision point a run folder's calibration.json records, else LLM_THRESHOLD.
+
+    Raises:
+        ValidationError: the file exists but does not hold a threshold in (0, 1).
+    """
+    import json
+
+    path = Path(run_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return LLM_THRESHOLD
+    try:
+        value = float(json.loads(path.read_text())["threshold"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValidationError(f'{path}: expected {{"threshold": number}} ({exc})') from exc
+    if not 0.0 < value < 1.0:
+        raise ValidationError(f"{path}: threshold must be between 0 and 1, not {value}")
+    return value
+
+
 def expected_level(probs: np.ndarray) -> np.ndarray:
     """Expected level sum_k k * p_k for distributions of shape (..., 6)."""
     return np.asarray(probs, dtype=float) @ np.arange(LEVELS, dtype=float)
@@ -65,7 +92,8 @@ class LocalLLM:
     Args:
         model: a model folder, 'default' or a hub id in the local cache (None: settings.base_model).
         adapter: a finished `finmed train` run folder (its base and adapters are loaded, stacked runs included,
-            and `model` is ignored) or a plain PEFT adapter folder applied on top of `model`.
+            and `model` is ignored; its calibration.json, if any, sets `threshold`) or a plain PEFT adapter folder
+            applied on top of `model`. A LoRA adapter is merged into the weights for inference.
         batch_size: prompts per forward batch.
         device: torch device.
     """
@@ -75,9 +103,11 @@ class LocalLLM:
     ) -> None:
         from core.finetune.load import is_run_folder, load_trained
 
+        self.threshold = LLM_THRESHOLD
         if adapter is not None and is_run_folder(Path(adapter)):
             self.model, self.tokenizer = load_trained(adapter)
             self.name = f"run:{Path(adapter).name}"
+            self.threshold = read_threshold(Path(adapter))
         else:
             settings = get_settings()
             ref: ModelRef = resolve_model(model or settings.base_model, settings.models_dir)
@@ -88,6 +118,9 @@ class LocalLLM:
 
                 self.model = PeftModel.from_pretrained(self.model, str(adapter))
                 self.name = f"{ref.name}+{Path(adapter).name}"
+        config = getattr(self.model, "active_peft_config", None)
+        if config is not None and str(config.peft_type).endswith("LORA"):
+            self.model = self.model.merge_and_unload()  # same outputs, no extra matmuls per layer
         self.model.to(device)
         self.model.eval()
         self.tokenizer.padding_side = "left"
@@ -263,6 +296,7 @@ class OnnxLLM:
 
         self.loaded = loaded if loaded is not None else LoadedModel(Path(folder).name, Path(folder), device="cpu")
         self.name = f"onnx:{self.loaded.name}"
+        self.threshold = LLM_THRESHOLD  # exports carry no calibration (soft prompts are not exported to ONNX)
         # The folder's Hugging Face tokenizer files render the chat template exactly as training did.
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         ids = [self.tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(LEVELS)]

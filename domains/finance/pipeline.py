@@ -16,7 +16,7 @@ from rich.progress import Progress
 
 from domains.finance.features import compute_features, reasons_for, with_features
 from domains.finance.fusion import Band, fuse
-from domains.finance.llm import LLMAnswer, RiskLLM, expected_level
+from domains.finance.llm import LLM_THRESHOLD, LLMAnswer, RiskLLM, expected_level
 from domains.finance.numeric import NumericModel, prob_to_level
 from domains.finance.parser import parse_risk
 from domains.finance.prompts import ANSWER_PREFIX, build_messages
@@ -173,7 +173,8 @@ def score_frame(
     adjudicated = np.zeros(n, dtype=bool)
     adjudicated[chosen] = True
     numeric_level = prob_to_level(prob)
-    fused = fuse(prob, llm_score, numeric.threshold, policy.fusion_weight)
+    llm_threshold = llm.threshold if llm is not None else LLM_THRESHOLD
+    fused = fuse(prob, llm_score, numeric.threshold, policy.fusion_weight, llm_threshold=llm_threshold)
     out = pd.DataFrame(
         {
             "transaction_id": frame["transaction_id"].astype(str).to_numpy(),

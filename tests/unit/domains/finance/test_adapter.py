@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.errors import NotFoundError, ValidationError
 from core.finetune.load import is_run_folder, read_run_config
-from domains.finance.adapter import adapt, split_accounts, train_adapter
+from domains.finance.adapter import adapt, calibrated_threshold, split_accounts, train_adapter
 from domains.finance.backtest import run_backtest
 from domains.finance.features import compute_features, reasons_for
 from domains.finance.pipeline import CascadePolicy
@@ -101,11 +102,45 @@ def test_adapt_stacks_a_soft_prompt_and_reports_before_and_after(adapter_run: Pa
     generated = np.stack([a.level_probs for a in tuned.answer(prompts, max_new_tokens=1)])  # type: ignore[misc]
     np.testing.assert_allclose(generated, alone, atol=1e-3)  # generation runs batched with a cache: float noise
     saved = json.loads((tmp_path / "adaptation.json").read_text())
-    for when in ("before", "after"):
+    for when in ("before", "after", "after_uncalibrated"):
         assert set(saved[when]) == {"new_scheme_heldout", "old_set"}
         held = saved[when]["new_scheme_heldout"]
         assert held["fraud"] > 0 and held["legit"] == 10 and 0.0 <= held["recall"] <= 1.0
         assert 0.0 <= saved[when]["old_set"]["fpr"] <= 1.0
+    # the calibrated decision point travels with the run: LocalLLM reads it, and it is what "after" was measured at
+    note = json.loads((run / "calibration.json").read_text())
+    assert tuned.threshold == note["threshold"] == saved["threshold"] >= 0.5 and note["rows"] == 10
+    scores = pd.read_csv(tmp_path / "adaptation_scores.csv")
+    assert set(scores["set"]) == {"new_scheme_heldout", "old_set", "calibration"}
+    calib = scores[scores["set"] == "calibration"]
+    assert (calib["label"] == 0).all() and len(calib) == 10
+    assert (calib["after"] >= note["threshold"]).sum() <= (calib["before"] >= 0.5).sum() == note["flagged_before"]
+    old_rows = scores[scores["set"] == "old_set"]
+    legit_after = old_rows.loc[old_rows["label"] == 0, "after"].to_numpy()
+    assert saved["after"]["old_set"]["fpr"] == pytest.approx(float((legit_after >= note["threshold"]).mean()))
+    assert not set(calib["row"]) & set(old_rows["row"])  # calibration accounts are not evaluation accounts
+
+
+def test_calibrated_threshold_flags_no_more_than_before() -> None:
+    before = np.array([0.1, 0.2, 0.55, 0.3, 0.6])  # 2 flagged at 0.5
+    after = np.array([0.7, 0.8, 0.9, 0.4, 0.65])  # 4 flagged at 0.5
+    t = calibrated_threshold(before, after)
+    assert 0.7 < t <= 0.8 and int((after >= t).sum()) == 2
+    assert calibrated_threshold(before, np.array([0.1, 0.2, 0.3, 0.4, 0.6])) == 0.5  # never lowered below 0.5
+    assert calibrated_threshold(np.zeros(3), np.array([0.9, 0.9, 0.2])) > 0.9  # ties are both left out
+    assert calibrated_threshold(np.zeros(0), np.zeros(0)) == 0.5
+
+
+def test_read_threshold_refuses_a_bad_calibration_file(tmp_path: Path) -> None:
+    from domains.finance.llm import LLM_THRESHOLD, read_threshold
+
+    assert read_threshold(tmp_path) == LLM_THRESHOLD
+    (tmp_path / "calibration.json").write_text('{"threshold": 1.5}')
+    with pytest.raises(ValidationError, match="between 0 and 1"):
+        read_threshold(tmp_path)
+    (tmp_path / "calibration.json").write_text('{"rows": 3}')
+    with pytest.raises(ValidationError, match="calibration.json"):
+        read_threshold(tmp_path)
 
 
 def test_adapt_refuses_bad_input(adapter_run: Path, tmp_path: Path) -> None:

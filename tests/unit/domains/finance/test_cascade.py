@@ -53,6 +53,16 @@ def test_fusion_pools_log_odds_around_each_models_decision_point() -> None:
         fuse(prob, score, t, weight=1.5)
 
 
+def test_fusion_centres_the_llm_on_its_calibrated_decision_point() -> None:
+    t = 0.9
+    prob = np.array([0.9, 0.9, 0.9])
+    score = np.array([0.7, 0.6, 0.8])
+    fused = fuse(prob, score, t, llm_threshold=0.7)
+    assert fused[0] == pytest.approx(t)  # the LLM at its own (calibrated) decision point: no pull
+    assert fused[1] < t < fused[2]  # 0.6 now argues for legitimate although it is above 0.5
+    assert (fuse(prob, score, t)[1:] > t).all()  # uncalibrated, both lean to fraud
+
+
 def test_selection_respects_budget_and_priorities() -> None:
     prob = np.array([0.01, 0.5, 0.45, 0.95, 0.3, 0.99, 0.02])
     band = Band(0.25, 0.9)
