@@ -1,9 +1,11 @@
 """Finance benchmark: feature throughput, numeric vs LLM vs fused backtest with the fine-tuned finance adapter,
-cascade throughput with the adapter exported to int4 against fp32 in-process, and few-shot adaptation before/after.
+cascade throughput with the adapter exported to int4 (and other precisions) against fp32 in-process, and few-shot
+adaptation before/after.
 
 Run: PYTHONPATH=$PWD python bench/finance.py [--rows 1000000] [--accounts 600] [--budget 160] [--records 256]
          [--new-accounts 150] [--work var/bench-finance] [--skip-features] [--skip-int4] [--skip-adapt]
          [--adapter RUN]   (reuse a finance adapter run instead of training one in the backtest)
+         [--precisions int4,int8]   (exports measured in the cascade)
 Prints comparison tables (every ratio measured within the one run) and writes bench/results/finance.json; the .md
 beside it is written from the printed tables.
 """
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--skip-adapt", action="store_true")
     parser.add_argument("--adapter", type=Path, default=None, help="reuse this finance adapter run (no training)")
     parser.add_argument("--json", type=Path, default=OUT, help="where the raw results go")
+    parser.add_argument("--precisions", default="int4", help="comma-separated export precisions for the cascade")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {
@@ -113,15 +116,23 @@ def main() -> None:
         from core.quantize.export import export_model
         from core.quantize.precisions import ExportOptions
 
-        folder = args.work / "finance-int4"
-        export_model(options=ExportOptions(precision="int4"), out_dir=folder, run_dir=run, overwrite=True)
+        exports = {}
+        for precision in args.precisions.split(","):
+            exports[f"{precision} ONNX"] = args.work / f"finance-{precision}"
+            export_model(
+                options=ExportOptions(precision=precision),
+                out_dir=exports[f"{precision} ONNX"],
+                run_dir=run,
+                overwrite=True,
+            )
         rows: dict[str, dict[str, float]] = {}
         levels = {}
-        for name, llm in (
+        variants: list[tuple[str, RiskLLM | None]] = [
             ("numeric only", None),
             ("fp32 in-process", LocalLLM(adapter=run)),
-            ("int4 ONNX", OnnxLLM(folder)),
-        ):
+        ]
+        variants += [(name, OnnxLLM(folder)) for name, folder in exports.items()]
+        for name, llm in variants:
             seconds, scored = cascade_run(test, test_feats, bt.numeric, llm, args.budget)
             calls = int(scored["adjudicated"].sum())  # type: ignore[index]
             rows[name] = {
@@ -132,26 +143,30 @@ def main() -> None:
             }
             levels[name] = scored["llm_score"].to_numpy()  # type: ignore[index]
         base = rows["numeric only"]["seconds"]
-        for name in ("fp32 in-process", "int4 ONNX"):
-            rows[name]["s_per_call"] = (rows[name]["seconds"] - base) / max(rows[name]["llm_calls"], 1)
-        both = ~np.isnan(levels["fp32 in-process"]) & ~np.isnan(levels["int4 ONNX"])
-        agree = (
-            float(np.mean(np.abs(levels["fp32 in-process"][both] - levels["int4 ONNX"][both]) <= 0.1))
-            if both.any()
-            else None
-        )
+        for name in rows:
+            if name != "numeric only":
+                rows[name]["s_per_call"] = (rows[name]["seconds"] - base) / max(rows[name]["llm_calls"], 1)
+        agree = {}
+        for name in exports:  # share of rows both parsed whose LLM scores are within 0.1 of fp32's
+            both = ~np.isnan(levels["fp32 in-process"]) & ~np.isnan(levels[name])
+            agree[name] = (
+                float(np.mean(np.abs(levels["fp32 in-process"][both] - levels[name][both]) <= 0.1))
+                if both.any()
+                else None
+            )
         results["cascade"] = {"rows": len(test), "budget": args.budget, "variants": rows, "score_agreement": agree}
         print(f"\ncascade on the {len(test)} test rows, LLM budget {args.budget}")
-        print("| LLM | seconds | tx/s | LLM calls | parsed | s per LLM call |\n|---|---|---|---|---|---|")
+        print(
+            "| LLM | seconds | tx/s | LLM calls | parsed | s per LLM call | time per call / fp32 | "
+            "scores within 0.1 of fp32 |\n|---|---|---|---|---|---|---|---|"
+        )
+        f32 = rows["fp32 in-process"].get("s_per_call")
         for name, r in rows.items():
+            ratio = r["s_per_call"] / f32 if f32 and r.get("s_per_call") else None
             print(
                 f"| {name} | {r['seconds']:.1f} | {r['tx_per_s']:.0f} | {r['llm_calls']} | {r['parsed']} | "
-                f"{_fmt(r.get('s_per_call'))} |"
+                f"{_fmt(r.get('s_per_call'))} | {_fmt(ratio)} | {_fmt(agree.get(name))} |"
             )
-        f32, i4 = rows["fp32 in-process"].get("s_per_call"), rows["int4 ONNX"].get("s_per_call")
-        print(
-            f"int4 / fp32 time per LLM call: {_fmt(i4 / f32 if f32 and i4 else None)}; scores within 0.1: {_fmt(agree)}"
-        )
 
     if not args.skip_adapt:
         new = generate_new_scheme(args.new_accounts, seed=11)
@@ -169,14 +184,14 @@ def main() -> None:
         results["adaptation"] = {**adapted, "seconds": time.perf_counter() - start}
         print(
             f"\nadaptation: {adapted['train_examples']} examples ({adapted['train_fraud']} fraud) + "
-            f"{adapted['replay_examples']} replayed old rows, LLM threshold 0.5"
+            f"{adapted['replay_examples']} replayed old rows; decision point 0.5 before, "
+            f"calibrated {_fmt(adapted['threshold'])} after ({adapted['calibration']})"
         )
-        print("| set | metric | before | after |\n|---|---|---|---|")
+        print("| set | metric | before | after at 0.5 | after (calibrated) |\n|---|---|---|---|---|")
         for name in adapted["before"]:  # type: ignore[union-attr]
             for metric in ("recall", "fpr"):
-                b = adapted["before"][name][metric]  # type: ignore[index]
-                a = adapted["after"][name][metric]  # type: ignore[index]
-                print(f"| {name} | {metric} | {_fmt(b)} | {_fmt(a)} |")
+                cells = [adapted[when][name][metric] for when in ("before", "after_uncalibrated", "after")]  # type: ignore[index]
+                print(f"| {name} | {metric} | " + " | ".join(_fmt(c) for c in cells) + " |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str))
 

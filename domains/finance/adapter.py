@@ -8,13 +8,21 @@
   new scheme (recall) and on held-out accounts of the old set (false-positive rate). The run folder stacks on the
   adapter run, so `LocalLLM(adapter=<adapt run>)` loads base + finance LoRA (merged) + soft prompt.
   A soft prompt shifts every answer, not only the new scheme's: trained on new-scheme rows alone it learned "be
-  more suspicious" (old-set false-positive rate 4% -> 16% in a first trial). So the legitimate examples are the
-  hardest ones (most rule signals), and a replay of old-set rows (from accounts the evaluation never sees) is
-  mixed in, the usual rehearsal against forgetting. That still left a shift (old-set false-positive rate 3% -> 18%
-  in a second trial), so the adapted model is then **calibrated**: its decision point is raised until it flags no
-  more of a set of old legitimate rows than the finance adapter did (`calibrated_threshold`), and the run folder
-  records it (calibration.json, read by LocalLLM as `threshold` and used by fusion). The calibration rows are
-  legitimate rows of the replay accounts that were not trained on, so the evaluation accounts stay unseen.
+  more suspicious" (old-set false-positive rate 4% -> 16% in a first trial). Two trials with the hardest legitimate
+  rows as negatives (most rule signals) did worse: the new scheme fires no rule signal on 63 of its 86 rows, so
+  "no signal -> fraud, signals -> legitimate" separated the training rows, and on held-out rows the adapted model
+  ranked the new scheme below its own adapter (AUC 0.80 -> 0.73) while squashing every score towards the middle.
+  So the legitimate examples are now **matched** to the fraud examples on their rule-signal sets (`matched_rows`):
+  what separates the two is what the rules do not see (description, cadence, amount), the thing a new scheme needs
+  learnt. Matching alone still left the soft prompt unable to find the cue in 48 steps (recall at the calibrated
+  point 0), so the soft prompt starts from a text naming it (`scheme_hint`: the descriptions of the fraud examples
+  that no legitimate row of the training accounts carries), the way prompt tuning is usually initialised from class
+  words, and trains longer at a lower rate (configs/finance-adapt.yaml). A replay of old-set rows (from accounts
+  the evaluation never sees) is mixed in, the usual rehearsal against forgetting. The adapted model is then
+  **calibrated**: its decision point is raised until it flags no more of a set of old legitimate rows than the
+  finance adapter did (`calibrated_threshold`), and the run folder records it (calibration.json, read by LocalLLM
+  as `threshold` and used by fusion). The calibration rows are legitimate rows of the replay accounts that were not
+  trained on, so the evaluation accounts stay unseen.
 
 The finance adapter's decision is its expected level >= 2.5 (LLM_THRESHOLD on the 0-1 scale): training targets
 put legitimate rows at levels 0-2 and fraud at 3-5 (targets.target_for), so 2.5 is the boundary the model learns.
@@ -37,6 +45,7 @@ from domains.finance.pipeline import CascadePolicy, prompts_for
 from domains.finance.training import select_rows, training_records, write_jsonl
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+HINT_FALLBACK = "Watch for new fraud schemes: rate their risk by the same scale."
 
 
 def _config(name: str, overrides: list[str]):  # noqa: ANN202  (core.finetune.config.TrainConfig)
@@ -128,6 +137,54 @@ def calibrated_threshold(before: np.ndarray, after: np.ndarray) -> float:
     return float(max(LLM_THRESHOLD, np.nextafter(ranked[allowed], 1.0)))  # just above the first row to leave out
 
 
+def matched_rows(labels: np.ndarray, reasons: list[list[str]], n: int, *, seed: int = 0) -> np.ndarray:
+    """Sorted positions of at most `n` adaptation examples: up to n // 2 fraud rows, then for each a legitimate row
+    with the same set of fired rule reasons (a random legitimate row where none is left), then random legitimate
+    rows up to `n`.
+
+    Args:
+        labels: 0/1 per row, shape (m,).
+        reasons: fired reason names per row.
+        n: most rows to keep.
+        seed: sampling seed.
+    """
+    labels = np.asarray(labels, dtype=int)
+    rng = np.random.default_rng(seed)
+    fraud = np.flatnonzero(labels == 1)
+    fraud = np.sort(rng.choice(fraud, size=min(len(fraud), n // 2), replace=False))
+    pools: dict[frozenset[str], list[int]] = {}
+    for i in rng.permutation(np.flatnonzero(labels == 0)):
+        pools.setdefault(frozenset(reasons[i]), []).append(int(i))
+    chosen: list[int] = []
+    for i in fraud:
+        pool = pools.get(frozenset(reasons[i]))
+        if pool:
+            chosen.append(pool.pop())
+    left = np.setdiff1d(np.flatnonzero(labels == 0), chosen)
+    extra = rng.choice(left, size=min(len(left), n - len(fraud) - len(chosen)), replace=False)
+    return np.sort(np.concatenate([fraud, np.asarray(chosen, dtype=int), extra]).astype(int))
+
+
+def scheme_hint(frame: pd.DataFrame, labels: np.ndarray, fraud_rows: np.ndarray, pool: np.ndarray) -> str:
+    """Initial text for the soft prompt: up to three descriptions of the fraud examples (`fraud_rows`) that no
+    legitimate row of `pool` (positions, the training accounts) carries, most frequent first."""
+    from collections import Counter
+
+    text = (
+        frame["description"].fillna("").astype(str).str.strip().str.lower().to_numpy()
+        if "description" in frame
+        else None
+    )
+    if text is None:
+        return HINT_FALLBACK
+    legit = set(text[pool[np.asarray(labels)[pool] == 0]])
+    counts = Counter(t for t in text[fraud_rows] if t and t not in legit)
+    names = [t for t, _ in counts.most_common(3)]
+    if not names:
+        return HINT_FALLBACK
+    return "New fraud scheme: " + "; ".join(f'"{n}"' for n in names) + ". Rate such transactions 3 or higher."
+
+
 def split_accounts(frame: pd.DataFrame, labels: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(train positions, held-out positions): accounts with fraud and without are each split in half, by account."""
     accounts = frame["account_id"].astype(str).to_numpy()
@@ -178,8 +235,8 @@ def adapt(
         old: the old labelled set, for replay, calibration and the false-positive rate before and after
             (optional: without it, calibration uses legitimate rows of the examples' training accounts).
         old_labels: its labels.
-        n_examples: training examples (16-64): half new-scheme fraud (as many as there are), the rest the hardest
-            legitimate rows of the same accounts.
+        n_examples: training examples (16-64): half new-scheme fraud (as many as there are), the rest legitimate
+            rows of the same accounts matched on rule signals (`matched_rows`).
         n_replay: old-set rows mixed into training (training.select_rows of one half of its accounts); 0: none.
         n_eval_legit: legitimate rows sampled for each false-positive rate, and for calibration.
     """
@@ -198,7 +255,7 @@ def adapt(
     if labels[train_pos].sum() == 0 or labels[held_pos].sum() == 0:
         raise ValidationError("the examples need fraud rows on at least two accounts (one to learn, one to test)")
     reasons = reasons_for(feats)
-    train_rows = train_pos[select_rows(labels[train_pos], [reasons[i] for i in train_pos], n_examples, seed=1)]
+    train_rows = train_pos[matched_rows(labels[train_pos], [reasons[i] for i in train_pos], n_examples, seed=1)]
     sets = {"new_scheme_heldout": EvalSet(examples, feats, labels, _sample(labels, held_pos, 10**9, n_eval_legit, 2))}
     records = training_records(examples, labels, rows=train_rows, features=feats)
     n_new = len(records)
@@ -228,10 +285,12 @@ def adapt(
 
     before = score_all(LocalLLM(adapter=adapter_run))
     data = write_jsonl(records, out_dir / "adapt.jsonl")
+    hint = scheme_hint(examples, labels, train_rows[labels[train_rows] == 1], train_pos)
     config = _config(
         "finance-adapt.yaml",
         [
             f"model.base={Path(adapter_run).resolve()}",
+            f"method.prompt_init_text={json.dumps(hint)}",
             f"dataset.path={data}",
             f"output.dir={out_dir}",
             "output.name=finance-adapt",
@@ -261,6 +320,7 @@ def adapt(
         "train_examples": n_new,
         "train_fraud": int(labels[train_rows].sum()),
         "replay_examples": len(records) - n_new,
+        "prompt_init_text": hint,
         "threshold": threshold,
         "calibration": note,
         "before": table(before, LLM_THRESHOLD),

@@ -15,7 +15,7 @@ import pytest
 
 from core.errors import NotFoundError, ValidationError
 from core.finetune.load import is_run_folder, read_run_config
-from domains.finance.adapter import adapt, calibrated_threshold, split_accounts, train_adapter
+from domains.finance.adapter import adapt, calibrated_threshold, matched_rows, split_accounts, train_adapter
 from domains.finance.backtest import run_backtest
 from domains.finance.features import compute_features, reasons_for
 from domains.finance.pipeline import CascadePolicy
@@ -119,6 +119,16 @@ def test_adapt_stacks_a_soft_prompt_and_reports_before_and_after(adapter_run: Pa
     legit_after = old_rows.loc[old_rows["label"] == 0, "after"].to_numpy()
     assert saved["after"]["old_set"]["fpr"] == pytest.approx(float((legit_after >= note["threshold"]).mean()))
     assert not set(calib["row"]) & set(old_rows["row"])  # calibration accounts are not evaluation accounts
+
+
+def test_matched_rows_pairs_each_fraud_example_with_a_legit_row_of_the_same_signals() -> None:
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    reasons = [[], ["new_merchant"], ["night_time"], ["new_merchant"], [], ["large_amount"], [], [], [], ["x"]]
+    rows = matched_rows(labels, reasons, 6, seed=0)
+    assert len(rows) == 6 and labels[rows].sum() == 3
+    legit = [frozenset(reasons[i]) for i in rows if labels[i] == 0]
+    assert legit.count(frozenset()) >= 1 and legit.count(frozenset({"new_merchant"})) == 1  # night_time: no match
+    assert len(matched_rows(labels, reasons, 4, seed=0)) == 4 and labels[matched_rows(labels, reasons, 4)].sum() == 2
 
 
 def test_calibrated_threshold_flags_no_more_than_before() -> None:
