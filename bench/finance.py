@@ -42,6 +42,43 @@ def feature_throughput(rows: int) -> dict[str, float]:
     return {"rows": len(frame), "synth_s": synth_s, "features_s": feat_s, "features_tx_per_s": len(frame) / feat_s}
 
 
+def prefix_speed(adapter: Path | None, n: int = 64) -> dict[str, float]:
+    """Seconds for LocalLLM.level_probs on `n` risk prompts: shared prefix run once vs every prompt in full."""
+    from domains.finance.features import reasons_for, with_features
+    from domains.finance.pipeline import prompts_for
+
+    frame = generate(100, seed=3, days=20)
+    feats = compute_features(frame)
+    rows = np.linspace(0, len(frame) - 1, n).astype(int)
+    llm = LocalLLM(adapter=adapter)
+    prompts = prompts_for(with_features(frame, feats, rows), reasons_for(feats.iloc[rows]), llm, None, CascadePolicy())
+    ids = llm.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    llm.level_probs(prompts[:8])  # warm-up
+    start = time.perf_counter()
+    shared = llm.level_probs(prompts)
+    shared_s = time.perf_counter() - start
+    start = time.perf_counter()
+    full = llm._level_probs_full(prompts, ids)
+    full_s = time.perf_counter() - start
+    out = {
+        "prompts": n,
+        "mean_tokens": float(np.mean([len(i) for i in ids])),
+        "shared_s": shared_s,
+        "full_s": full_s,
+        "full_over_shared": full_s / shared_s,
+        "max_abs_diff": float(np.abs(shared - full).max()),
+    }
+    print(
+        "| prompts | mean tokens | shared prefix s | full s | full / shared | max prob diff |\n"
+        "|---|---|---|---|---|---|"
+    )
+    print(
+        f"| {n} | {out['mean_tokens']:.0f} | {shared_s:.1f} | {full_s:.1f} | {out['full_over_shared']:.2f} | "
+        f"{out['max_abs_diff']:.1e} |"
+    )
+    return out
+
+
 def _fmt(x: object) -> str:
     return "n/a" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
 
@@ -63,6 +100,9 @@ def main() -> None:
     parser.add_argument("--skip-features", action="store_true")
     parser.add_argument("--skip-int4", action="store_true")
     parser.add_argument("--skip-adapt", action="store_true")
+    parser.add_argument(
+        "--prefix-only", action="store_true", help="only time the LLM scoring pass, shared prefix vs full prompts"
+    )
     parser.add_argument("--adapter", type=Path, default=None, help="reuse this finance adapter run (no training)")
     parser.add_argument("--json", type=Path, default=OUT, help="where the raw results go")
     parser.add_argument("--precisions", default="int4", help="comma-separated export precisions for the cascade")
@@ -73,6 +113,11 @@ def main() -> None:
         "args": vars(args),
     }
 
+    if args.prefix_only:
+        results["prefix"] = prefix_speed(args.adapter)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+        return
     if not args.skip_features:
         feat = feature_throughput(args.rows)
         results["features"] = feat
