@@ -15,7 +15,15 @@ import pytest
 
 from core.errors import NotFoundError, ValidationError
 from core.finetune.load import is_run_folder, read_run_config
-from domains.finance.adapter import adapt, calibrated_threshold, matched_rows, split_accounts, train_adapter
+from domains.finance.adapter import (
+    HINT_FALLBACK,
+    adapt,
+    calibrated_threshold,
+    matched_rows,
+    scheme_hint,
+    split_accounts,
+    train_adapter,
+)
 from domains.finance.backtest import run_backtest
 from domains.finance.features import compute_features, reasons_for
 from domains.finance.pipeline import CascadePolicy
@@ -129,6 +137,26 @@ def test_matched_rows_pairs_each_fraud_example_with_a_legit_row_of_the_same_sign
     legit = [frozenset(reasons[i]) for i in rows if labels[i] == 0]
     assert legit.count(frozenset()) >= 1 and legit.count(frozenset({"new_merchant"})) == 1  # night_time: no match
     assert len(matched_rows(labels, reasons, 4, seed=0)) == 4 and labels[matched_rows(labels, reasons, 4)].sum() == 2
+
+
+def test_scheme_hint_names_descriptions_only_the_fraud_examples_carry() -> None:
+    frame = pd.DataFrame(
+        {
+            "description": [
+                "Subscription renewal",
+                "online order",
+                "subscription renewal",
+                "online order",
+                "coffee",
+                "membership fee",
+            ]
+        }
+    )
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    hint = scheme_hint(frame, labels, np.array([0, 1, 2]), np.arange(5))  # row 5 is outside the pool
+    assert hint == 'New fraud scheme: "subscription renewal". Rate such transactions 3 or higher.'
+    assert scheme_hint(frame, labels, np.array([1]), np.arange(6)) == HINT_FALLBACK  # "online order" is ordinary
+    assert scheme_hint(frame.drop(columns="description"), labels, np.array([0]), np.arange(6)) == HINT_FALLBACK
 
 
 def test_calibrated_threshold_flags_no_more_than_before() -> None:
