@@ -58,7 +58,7 @@ def prefix_speed(adapter: Path | None, n: int = 64) -> dict[str, float]:
     shared = llm.level_probs(prompts)
     shared_s = time.perf_counter() - start
     start = time.perf_counter()
-    full = llm._level_probs_full(prompts, ids)
+    full = llm.level_probs_full(prompts, ids)
     full_s = time.perf_counter() - start
     out = {
         "prompts": n,

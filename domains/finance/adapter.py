@@ -259,11 +259,12 @@ def adapt(
     sets = {"new_scheme_heldout": EvalSet(examples, feats, labels, _sample(labels, held_pos, 10**9, n_eval_legit, 2))}
     records = training_records(examples, labels, rows=train_rows, features=feats)
     n_new = len(records)
-    calibration = EvalSet(
-        examples, feats, labels, _sample(labels, np.setdiff1d(train_pos, train_rows), 0, n_eval_legit, 5)
-    )
-    source = "legitimate rows of the examples' training accounts, not trained on"
-    if old is not None and old_labels is not None:
+    if old is None or old_labels is None:
+        calibration = EvalSet(
+            examples, feats, labels, _sample(labels, np.setdiff1d(train_pos, train_rows), 0, n_eval_legit, 5)
+        )
+        source = "legitimate rows of the examples' training accounts, not trained on"
+    else:
         old = old.reset_index(drop=True)
         old_feats = compute_features(old, extra)
         old_labels = np.asarray(old_labels, dtype=int)

@@ -178,7 +178,7 @@ class LocalLLM:
                 answers.append(LLMAnswer(text.strip(), None if np.isnan(p).any() else p))
         return answers
 
-    def _soft_prompt(self) -> tuple[Any, Any] | None:
+    def _forward_parts(self) -> tuple[Any, Any] | None:
         """(transformers model under the PEFT wrapper, soft-prompt embeddings (1, virtual tokens, hidden)) for prompt
         tuning / p-tuning; (the model itself, None) for plain, LoRA or bottleneck models; None for prefix tuning
         (its prefixes live in the attention cache, which the shared-prefix pass below would collide with)."""
@@ -206,10 +206,10 @@ class LocalLLM:
 
         if not prompts:
             return np.zeros((0, LEVELS))
-        parts = self._soft_prompt()
+        parts = self._forward_parts()
         ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
         if parts is None:
-            return self._level_probs_full(prompts, ids)
+            return self.level_probs_full(prompts, ids)
         model, soft = parts
         shared = _common_prefix(ids, at_most=min(len(i) for i in ids) - 1)  # leave each prompt >= 1 token
         out = np.zeros((len(prompts), LEVELS))
@@ -247,9 +247,10 @@ class LocalLLM:
                 out[idx] = self._digit_softmax(logits[torch.arange(len(idx)), row_pos])
         return out
 
-    def _level_probs_full(self, prompts: list[str], ids: list[list[int]]) -> np.ndarray:
-        """level_probs for prefix tuning: whole prompts, right-padded, batched by length (the prefixes are in the
-        attention cache, not the sequence, so each row's last token is at its own length - 1)."""
+    def level_probs_full(self, prompts: list[str], ids: list[list[int]]) -> np.ndarray:
+        """level_probs without the shared-prefix cache: whole prompts, right-padded, batched by length. Used for
+        prefix tuning (its prefixes are in the attention cache, not the sequence, so each row's last token is at its
+        own length - 1) and as the reference bench/finance.py times level_probs against."""
         import torch
 
         order = np.argsort([len(i) for i in ids], kind="stable")
