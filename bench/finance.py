@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-from domains.finance.adapter import adapt
+from bench.common import portable, require_quiet
+from domains.finance.adaptation import adapt
 from domains.finance.backtest import run_backtest
 from domains.finance.features import compute_features
 from domains.finance.llm import LocalLLM, OnnxLLM, RiskLLM
@@ -106,17 +106,19 @@ def main() -> None:
     parser.add_argument("--adapter", type=Path, default=None, help="reuse this finance adapter run (no training)")
     parser.add_argument("--json", type=Path, default=OUT, help="where the raw results go")
     parser.add_argument("--precisions", default="int4", help="comma-separated export precisions for the cascade")
+    parser.add_argument("--allow-busy", action="store_true", help="run even when the load average is 1 or more")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {
-        "machine": f"{platform.processor() or platform.machine()}, 2 cores",
-        "args": vars(args),
+        "machine": require_quiet(allow_busy=args.allow_busy),
+        "args": portable(vars(args)),
     }
+    print(results["machine"])
 
     if args.prefix_only:
         results["prefix"] = prefix_speed(args.adapter)
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=str))
+        args.json.write_text(json.dumps(portable(results), indent=2, default=str))
         return
     if not args.skip_features:
         feat = feature_throughput(args.rows)
@@ -238,7 +240,7 @@ def main() -> None:
                 cells = [adapted[when][name][metric] for when in ("before", "after_uncalibrated", "after")]  # type: ignore[index]
                 print(f"| {name} | {metric} | " + " | ".join(_fmt(c) for c in cells) + " |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2, default=str))
+    args.json.write_text(json.dumps(portable(results), indent=2, default=str))
 
 
 if __name__ == "__main__":

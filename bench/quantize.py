@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import portable
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "var" / "models" / "smollm2-135m-instruct"
 SYSTEM = "Score fraud risk 0-5."
@@ -147,7 +149,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     rows = report["precisions"]
     int8 = max(("int8", "int8 (dynamic)"), key=lambda k: rows[k]["decode_tps_b1"] if k in rows else -1)
     pick = {"fp32": "fp32", "fp16": "fp16", "int8": int8, "int4": "int4", "gptq": "gptq"}
-    out: dict[str, Any] = {"model": report["model"], "precisions": {}}
+    out: dict[str, Any] = {"model": portable(report["model"]), "precisions": {}}
     for name, label in pick.items():
         row = rows[label]
         if "skipped" in row:
@@ -195,7 +197,7 @@ def results_markdown(report: dict[str, Any], result: dict[str, Any], table: str,
         "# Quantization benchmark\n\n"
         "Command (from the repository root):\n\n"
         "    PYTHONPATH=$PWD HF_HUB_OFFLINE=1 python bench/quantize.py\n\n"
-        f"Model {report['model']} with a LoRA adapter fine-tuned for {args.steps} steps (batch {args.batch}, "
+        f"Model {portable(report['model'])} with a LoRA adapter fine-tuned for {args.steps} steps (batch {args.batch}, "
         f"LoRA r=16 on the top {args.top_layers} layers{', run reused' if args.reuse_run else ''}) on a seeded "
         "synthetic risk-level task; "
         f"{report['n_eval']} held-out eval records, metric {report['metric']} (drops in percentage points vs fp32 "
@@ -252,7 +254,7 @@ def main() -> None:
     result = summary(report)
     result["seconds"] = {"fine_tune": round(trained - started), "report": round(time.perf_counter() - trained)}
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "quantize.json").write_text(json.dumps(result, indent=2))
+    (args.results / "quantize.json").write_text(json.dumps(portable(result), indent=2))
     (args.results / "quantize.md").write_text(results_markdown(report, result, table, args))
     print(f"wrote {args.results / 'quantize.json'}")
 
