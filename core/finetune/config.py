@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,10 +36,7 @@ class ModelSection(_Section):
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
 
 
-class MethodSection(_Section):
-    name: Literal["full", "lora", "dora", "adalora", "ia3", "adapter", "prompt_tuning", "prefix_tuning", "p_tuning"] = (
-        Field("lora", description="Fine-tuning method.")
-    )
+class _LoraFields(_Section):
     lora_r: int = Field(16, ge=1, description="LoRA/DoRA rank (AdaLoRA: initial rank).")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
@@ -52,16 +49,80 @@ class MethodSection(_Section):
         "train: the backward pass stops below the lowest adapted layer.",
     )
     lora_bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train with LoRA.")
+
+
+class LoraMethod(_LoraFields):
+    """LoRA, or DoRA (weight-decomposed LoRA) on the same fields."""
+
+    name: Literal["lora", "dora"] = Field("lora", description="Fine-tuning method.")
+
+
+class AdaLoraMethod(_LoraFields):
+    """AdaLoRA: LoRA whose rank budget is reallocated during training."""
+
+    name: Literal["adalora"] = Field("adalora", description="Fine-tuning method.")
     adalora_target_r: int = Field(8, ge=1, description="AdaLoRA: average rank after budget allocation.")
+
+
+class FullMethod(_Section):
+    """Every weight trains."""
+
+    name: Literal["full"] = Field("full", description="Fine-tuning method.")
+
+
+class IA3Method(_Section):
+    """IA3: learned rescaling vectors on peft's Llama defaults (k_proj, v_proj, down_proj)."""
+
+    name: Literal["ia3"] = Field("ia3", description="Fine-tuning method.")
+
+
+class AdapterMethod(_Section):
+    """Bottleneck adapter layers (core/finetune/bottleneck.py)."""
+
+    name: Literal["adapter"] = Field("adapter", description="Fine-tuning method.")
     adapter_size: int = Field(64, ge=1, description="Bottleneck width of adapter layers.")
     adapter_activation: Literal["relu", "gelu", "silu"] = Field("relu", description="Adapter non-linearity.")
     adapter_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout inside adapter layers.")
-    num_virtual_tokens: int = Field(20, ge=1, description="Soft prompt / prefix length (prompt methods).")
+
+
+class PromptTuningMethod(_Section):
+    """A soft prompt of learned virtual-token embeddings before every input."""
+
+    name: Literal["prompt_tuning"] = Field("prompt_tuning", description="Fine-tuning method.")
+    num_virtual_tokens: int = Field(20, ge=1, description="Soft prompt length.")
     prompt_init_text: str = Field(
         "Read the request carefully and answer in the exact format asked for.",
-        description="Text whose token embeddings initialise the soft prompt (prompt_tuning).",
+        description="Text whose token embeddings initialise the soft prompt.",
     )
-    encoder_hidden_size: int = Field(128, ge=1, description="p_tuning: prompt encoder MLP width.")
+
+
+class PrefixTuningMethod(_Section):
+    """Learned key/value prefixes in every attention layer."""
+
+    name: Literal["prefix_tuning"] = Field("prefix_tuning", description="Fine-tuning method.")
+    num_virtual_tokens: int = Field(20, ge=1, description="Prefix length.")
+
+
+class PTuningMethod(_Section):
+    """P-tuning: virtual tokens produced by a small prompt-encoder MLP."""
+
+    name: Literal["p_tuning"] = Field("p_tuning", description="Fine-tuning method.")
+    num_virtual_tokens: int = Field(20, ge=1, description="Soft prompt length.")
+    encoder_hidden_size: int = Field(128, ge=1, description="Prompt encoder MLP width.")
+
+
+# One model per method, chosen by `name`: a field that does not apply to the chosen method is an error naming it.
+MethodSection = Annotated[
+    LoraMethod
+    | AdaLoraMethod
+    | FullMethod
+    | IA3Method
+    | AdapterMethod
+    | PromptTuningMethod
+    | PrefixTuningMethod
+    | PTuningMethod,
+    Field(discriminator="name"),
+]
 
 
 class DatasetSection(_Section):
@@ -120,12 +181,20 @@ class TrainConfig(_Section):
     """One fine-tuning run. YAML files under configs/train-*.yaml are saved values of this model."""
 
     model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[arg-type]
-    method: MethodSection = Field(default_factory=MethodSection)  # type: ignore[arg-type]
+    method: MethodSection = Field(default_factory=LoraMethod)  # type: ignore[arg-type]
     dataset: DatasetSection
     train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[arg-type]
     eval: EvalSection = Field(default_factory=EvalSection)  # type: ignore[arg-type]
     output: OutputSection = Field(default_factory=OutputSection)  # type: ignore[arg-type]
     progressive: ProgressiveSection | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_defaults_to_lora(cls, data: Any) -> Any:
+        method = data.get("method") if isinstance(data, dict) else None
+        if isinstance(method, dict) and "name" not in method:
+            data = {**data, "method": {**method, "name": "lora"}}
+        return data
 
     @model_validator(mode="after")
     def _method_fits(self) -> TrainConfig:
@@ -148,7 +217,17 @@ class TrainConfig(_Section):
 
 def _format(exc: PydanticValidationError, source: str) -> str:
     first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    loc = [str(part) for part in first["loc"]]
+    method = None
+    if len(loc) > 1 and loc[0] == "method" and loc[1] in METHODS:  # the union's tag, e.g. method.lora.lora_r
+        method = loc.pop(1)
+    key = ".".join(loc) or "(top level)"
+    if first["type"] == "extra_forbidden" and method is not None:
+        return f"{source}: '{key}' does not apply to method.name={method}; remove it or choose a method that uses it"
+    if first["type"] == "union_tag_invalid":
+        return f"{source}: bad value for 'method.name' (got {first.get('input', {}).get('name')!r}): choose one of " + (
+            ", ".join(METHODS)
+        )
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'; see `finmed train --help` or core/finetune/config.py for valid keys"
     if first["type"] == "missing":

@@ -1,8 +1,8 @@
 """Turn a base model into a trainable one for a method name: peft tuners, our bottleneck adapters, or full.
 
-Every peft method goes through `peft.get_peft_model` with the config built here from `MethodSection`; `adapter`
-uses `core.finetune.bottleneck`; `full` trains every weight. `save_trained` writes what `core.finetune.load`
-reads back.
+Every peft method goes through `peft.get_peft_model` with the config built here from the method's own section of
+`core.finetune.config`; `adapter` uses `core.finetune.bottleneck`; `full` trains every weight. `save_trained`
+writes what `core.finetune.load` reads back.
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ from torch import nn
 
 from core.errors import ValidationError
 from core.finetune import bottleneck
-from core.finetune.config import MethodSection
+from core.finetune.config import (
+    AdaLoraMethod,
+    AdapterMethod,
+    IA3Method,
+    LoraMethod,
+    MethodSection,
+    PrefixTuningMethod,
+    PromptTuningMethod,
+    PTuningMethod,
+)
 
 PEFT_METHODS = ("lora", "dora", "adalora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning")
 
@@ -30,22 +39,20 @@ def peft_config(method: MethodSection, *, tokenizer_path: str, total_steps: int)
     import peft
 
     task = peft.TaskType.CAUSAL_LM
-    target = method.lora_target if method.lora_target == "all-linear" else list(method.lora_target)
-    lora_args: dict[str, Any] = dict(
-        r=method.lora_r,
-        lora_alpha=method.lora_alpha,
-        lora_dropout=method.lora_dropout,
-        target_modules=target,
-        bias=method.lora_bias,
-        task_type=task,
-    )
-    if method.lora_layers is not None:
-        lora_args.update(layers_to_transform=list(method.lora_layers), layers_pattern="layers")
-    if method.name == "lora":
-        return peft.LoraConfig(**lora_args)
-    if method.name == "dora":
-        return peft.LoraConfig(**lora_args, use_dora=True)
-    if method.name == "adalora":
+    if isinstance(method, LoraMethod | AdaLoraMethod):
+        target = method.lora_target if method.lora_target == "all-linear" else list(method.lora_target)
+        lora_args: dict[str, Any] = dict(
+            r=method.lora_r,
+            lora_alpha=method.lora_alpha,
+            lora_dropout=method.lora_dropout,
+            target_modules=target,
+            bias=method.lora_bias,
+            task_type=task,
+        )
+        if method.lora_layers is not None:
+            lora_args.update(layers_to_transform=list(method.lora_layers), layers_pattern="layers")
+        if isinstance(method, LoraMethod):
+            return peft.LoraConfig(**lora_args, use_dora=method.name == "dora")
         lora_args.pop("r")
         # Budget schedule: warm up 10%, prune until the last 20%, reallocate every step in between.
         tinit, tfinal = max(1, total_steps // 10), max(1, total_steps // 5)
@@ -62,9 +69,9 @@ def peft_config(method: MethodSection, *, tokenizer_path: str, total_steps: int)
             tfinal=tfinal,
             deltaT=1,
         )
-    if method.name == "ia3":
+    if isinstance(method, IA3Method):
         return peft.IA3Config(task_type=task)  # peft's Llama defaults: k_proj, v_proj, down_proj
-    if method.name == "prompt_tuning":
+    if isinstance(method, PromptTuningMethod):
         return peft.PromptTuningConfig(
             task_type=task,
             num_virtual_tokens=method.num_virtual_tokens,
@@ -72,9 +79,9 @@ def peft_config(method: MethodSection, *, tokenizer_path: str, total_steps: int)
             prompt_tuning_init_text=method.prompt_init_text,
             tokenizer_name_or_path=tokenizer_path,
         )
-    if method.name == "prefix_tuning":
+    if isinstance(method, PrefixTuningMethod):
         return peft.PrefixTuningConfig(task_type=task, num_virtual_tokens=method.num_virtual_tokens)
-    if method.name == "p_tuning":
+    if isinstance(method, PTuningMethod):
         return peft.PromptEncoderConfig(
             task_type=task, num_virtual_tokens=method.num_virtual_tokens, encoder_hidden_size=method.encoder_hidden_size
         )
@@ -91,7 +98,7 @@ def apply_method(model: nn.Module, method: MethodSection, *, tokenizer_path: str
         for param in model.parameters():
             param.requires_grad_(True)
         return model
-    if method.name == "adapter":
+    if isinstance(method, AdapterMethod):
         try:
             bottleneck.inject_adapters(
                 model, size=method.adapter_size, activation=method.adapter_activation, dropout=method.adapter_dropout

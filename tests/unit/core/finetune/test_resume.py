@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.finetune.recipe import TrainingInterrupted, run_training
+from core.finetune.recipe import TrainingInterrupted
+from core.finetune.run import run_training
 
 # 40 training records, batch 4: 10 steps per epoch; 12 steps cross an epoch boundary. LoRA dropout is on (0.1).
 STEPS = ("train.epochs=2", "train.max_steps=12", "train.save_steps=4", "dataset.limit=44")

@@ -9,7 +9,8 @@ import pytest
 
 from core.errors import ConflictError, NotFoundError, ValidationError
 from core.finetune.progressive import GateFailed
-from core.finetune.recipe import TrainingStopped, run_training
+from core.finetune.recipe import TrainingStopped
+from core.finetune.run import run_training
 from core.settings import get_settings
 
 
