@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from apps.auth import current_user, login_page, logout
-from apps.pages import compliance, finance, status
+from apps.pages import compliance, status
+from core.plugins import load_plugins
 
 st.set_page_config(page_title="finmed", layout="wide")
 
@@ -18,8 +19,13 @@ else:
         if st.button("Sign out"):
             logout()
     pages = {"General": [st.Page(status.render, title="Status", url_path="status", default=True)]}
-    if user.role in finance.ROLES:
-        pages["Finance"] = [st.Page(finance.render, title="Risk scoring", url_path="finance")]
+    for plugin in load_plugins():  # each domain's pages, for the roles it names
+        allowed = [page for page in plugin.pages if user.role in (*page.roles, "admin")]
+        if allowed:
+            pages[plugin.name.capitalize()] = [
+                st.Page(lambda page=page: page.render(user), title=page.title, url_path=page.url_path)
+                for page in allowed
+            ]
     if user.role in ("compliance", "admin"):
         pages["Compliance"] = [st.Page(compliance.render, title="Review queue", url_path="compliance")]
     st.navigation(pages).run()

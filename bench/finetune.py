@@ -33,7 +33,7 @@ LR = {"lora": 2e-4, "adapter": 2e-4, "prompt_tuning": 3e-2, "full": 2e-5}
 def run_one(base: str, method: str, steps: int, max_length: int, out: Path) -> dict:
     """Train one method and summarise its metrics (runs inside the child process)."""
     from core.finetune.config import config_from_dict
-    from core.finetune.recipe import run_training
+    from core.finetune.run import run_training
 
     config = config_from_dict(
         {

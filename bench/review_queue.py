@@ -24,13 +24,13 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, text
 
+from core.audit.verify import verify_chain
 from core.db.base import utcnow
 from core.db.engine import make_engine, session_scope
 from core.db.migrate import upgrade
-from core.db.models import User
-from core.review.audit import verify_chain
-from core.review.models import ModelOutput, ReviewItem
+from core.db.tables import User
 from core.review.queue import claim_next, decide
+from core.review.tables import ModelOutput, ReviewItem
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

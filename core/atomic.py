@@ -1,7 +1,7 @@
 """Atomic writes: a file or folder is built under a hidden temporary name beside its target and renamed over it at
 the end, so readers never see half of it and a failure or Ctrl-C leaves the previous version (or nothing).
 
-A few lines, but every room writes results this way; one helper keeps the cleanup on failure identical everywhere.
+A few lines, but every package writes results this way; one helper keeps the cleanup on failure identical everywhere.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.table import Table
 
+from core.audit.cli import app as audit_app
 from core.auth.cli import app as users_app
 from core.console import console, err_console
 from core.db.cli import app as db_app
@@ -16,7 +17,6 @@ from core.models.cli import app as model_app
 from core.quantize.cli import app as quantize_app
 from core.retrieval.cli import app as index_app
 from core.review.cli import app as review_app
-from core.review.cli import audit_app
 from core.serving.cli import app as serve_app
 from core.settings import get_settings
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     app_port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit app started by `finmed up`.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the model server (`finmed serve`).")
     debug: bool = Field(False, description="Show tracebacks on errors.")
+    finance_fit_threads: int = Field(
+        1, ge=1, le=256, description="BLAS/OpenMP threads when the finance numeric model fits or scores."
+    )
 
     @field_validator("database_url")
     @classmethod

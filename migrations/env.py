@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 
-import migrations.models  # noqa: F401  (registers every table on Base.metadata)
 from core.db.base import Base
 from core.db.engine import make_engine
+from core.db.table_modules import import_table_modules
+
+import_table_modules()  # registers every table on Base.metadata
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,11 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from apps.auth import current_user
+from core.audit import verify as audit_verify
 from core.db.engine import get_engine, session_scope
-from core.db.models import User
+from core.db.tables import User
 from core.errors import FinmedError
-from core.review import audit_log, queue
-from core.review.models import ModelOutput, ReviewItem
+from core.review import queue
+from core.review.tables import ModelOutput, ReviewItem
 
 CLAIM_KEY = "compliance_claimed_item"
 OPEN_STATES = ("pending", "in_review", "escalated")
@@ -19,7 +20,7 @@ OPEN_STATES = ("pending", "in_review", "escalated")
 def _audit_section(user_id: int) -> None:
     st.subheader("Audit chain")
     with session_scope(get_engine()) as session:
-        report = audit_log.verify(session, user=session.get(User, user_id))
+        report = audit_verify.verify(session, user=session.get(User, user_id))
     if report.ok:
         st.success(f"Audit chain verified: {report.checked} events, head {report.head[:16]}…")
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.db.models import ROLES, User
+from core.db.tables import ROLES, User
 from core.errors import PermissionDenied, ValidationError
 
 

@@ -10,11 +10,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.audit.record import record_event
 from core.auth.roles import validate_role
 from core.db.base import utcnow
-from core.db.models import User
+from core.db.tables import User
 from core.errors import ConflictError, NotFoundError, ValidationError
-from core.review.audit import record_event
 
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")

@@ -1,1 +1,1 @@
-"""Dataset records and formats, PII masking, filtering and augmentation for training data."""
+"""Training data: dataset records and their formats (records.py) and PII masking (pii.py)."""

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
-from core.db.engine import check_connection
+from core.db.engine import check_connection, get_engine, session_scope
 from core.errors import DatabaseError, FinmedError
 
 
@@ -79,10 +79,19 @@ def require_current(engine: Engine) -> None:
         )
 
 
+def migrated_session():  # type: ignore[no-untyped-def]
+    """A committing session (context manager) on the configured database, refused unless it is migrated."""
+    engine = get_engine()
+    require_current(engine)
+    return session_scope(engine)
+
+
 def schema_drift(engine: Engine) -> list[object]:
     """Differences between the ORM models and the migrated database (empty when they agree)."""
-    import migrations.models  # noqa: F401
     from core.db.base import Base
+    from core.db.table_modules import import_table_modules
+
+    import_table_modules()
 
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})

@@ -24,7 +24,7 @@ def train(
     metrics.prom, eval.json and loss.png. Ctrl-C saves a checkpoint; continue with --resume.
     """
     from core.finetune.config import load_config
-    from core.finetune.recipe import run_training
+    from core.finetune.run import run_training
 
     run_dir = run_training(load_config(config, overrides), resume=resume, show_progress=not quiet)
     report = json.loads((run_dir / "eval.json").read_text())

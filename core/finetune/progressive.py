@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from core.errors import FinmedError
 from core.finetune.config import TrainConfig
+from core.finetune.recipe import Recipe, StepHook, resolve_paths, run_recipe
 
 
 class GateFailed(FinmedError):
@@ -29,20 +29,20 @@ def pilot_config(config: TrainConfig) -> TrainConfig:
     return pilot
 
 
-def run_progressive(config: TrainConfig, *, resume: bool, show_progress: bool, on_step: Any) -> Path:
+def run_progressive(config: TrainConfig, *, resume: bool, show_progress: bool, on_step: StepHook | None) -> Path:
     """Run the pilot (or reuse a finished one), check the gate, then run the full data.
 
     Raises:
         GateFailed: the pilot's metric is above `gate.max` (message names both numbers and the pilot folder).
     """
-    from core.finetune.recipe import Recipe, run_training
-
     assert config.progressive is not None
     gate = config.progressive.gate
     pilot = pilot_config(config)
     pilot_dir = Recipe(pilot, show_progress=False).final_dir
     if not (pilot_dir / "eval.json").is_file():
-        pilot_dir = run_training(pilot, resume=resume and Recipe(pilot).work_dir.exists(), show_progress=show_progress)
+        pilot_dir = run_recipe(
+            resolve_paths(pilot), resume=resume and Recipe(pilot).work_dir.exists(), show_progress=show_progress
+        )
     value = json.loads((pilot_dir / "eval.json").read_text()).get(gate.metric)
     passed = value is not None and value <= gate.max
     if not passed:
@@ -53,7 +53,7 @@ def run_progressive(config: TrainConfig, *, resume: bool, show_progress: bool, o
     full = config.model_copy(deep=True)
     full.progressive = None
     full.output.name = config.run_name()
-    run_dir = run_training(full, resume=resume, show_progress=show_progress, on_step=on_step)
+    run_dir = run_recipe(resolve_paths(full), resume=resume, show_progress=show_progress, on_step=on_step)
     record = {"pilot_dir": str(pilot_dir), "metric": gate.metric, "value": value, "max": gate.max, "passed": True}
     record["pilot_fraction"] = config.progressive.pilot_fraction
     (run_dir / "progressive.json").write_text(json.dumps(record, indent=2))

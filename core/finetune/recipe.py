@@ -369,21 +369,16 @@ class Recipe:
             self.fgm.close()
 
 
-def run_training(
+def run_recipe(
     config: TrainConfig, *, resume: bool = False, show_progress: bool = True, on_step: StepHook | None = None
 ) -> Path:
-    """Run one fine-tune (or a progressive pilot + full run) and return the finished run folder.
+    """Run one plain fine-tune (no pilot) on a config whose paths are resolved; returns the finished run folder.
 
     Raises:
         ValidationError / NotFoundError / ConflictError: bad config, data or base (no folder is created).
         TrainingStopped: non-finite loss or gradients (the last good checkpoint is kept).
         TrainingInterrupted: Ctrl-C (a checkpoint was saved).
     """
-    config = resolve_paths(config)
-    if config.progressive is not None:
-        from core.finetune.progressive import run_progressive
-
-        return run_progressive(config, resume=resume, show_progress=show_progress, on_step=on_step)
     recipe = Recipe(config, resume=resume, show_progress=show_progress, on_step=on_step)
     try:
         recipe.setup()

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.audit.record import record_event
 from core.auth.roles import require_role
-from core.db.models import ROLES, ModelVersion, User
+from core.db.tables import ROLES, ModelVersion, User
 from core.errors import ConflictError, NotFoundError, ValidationError
-from core.review.audit import record_event
 
 DEFAULT_MAX_DROP_PTS = 1.0
 WRITERS = ("engineer", "admin")

@@ -24,9 +24,9 @@ from core.quantize.merge import (
     merge_run,
     read_adapter_config,
 )
-from core.quantize.metrics import choose_metric, score
 from core.quantize.precisions import FP16_CPU_MESSAGE, PRECISIONS, ExportOptions
 from core.quantize.report_render import write_chart, write_markdown
+from core.quantize.task_metrics import choose_metric, score
 
 FIGURES = (
     "size_mb",

@@ -26,7 +26,7 @@ import pyarrow as pa  # noqa: E402
 from lancedb.index import FTS, BTree, HnswSq  # noqa: E402
 
 from core.errors import ConflictError, NotFoundError, ValidationError  # noqa: E402
-from core.retrieval.fusion import relative_score_fusion  # noqa: E402
+from core.retrieval.rank_fusion import relative_score_fusion  # noqa: E402
 from core.retrieval.schema import (
     CollectionSpec,
     Filter,

@@ -21,12 +21,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from core.audit.record import record_event
 from core.auth.roles import require_role
-from core.db.models import User
+from core.db.tables import User
 from core.errors import ValidationError
-from core.review.audit import record_event
-from core.review.models import ModelOutput, ReviewItem
 from core.review.states import APPROVED, EDITED
+from core.review.tables import ModelOutput, ReviewItem
 
 FORMATS = ("csv", "jsonl")
 EXPORT_COLUMNS = (

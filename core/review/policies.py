@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from core.errors import NotFoundError, ValidationError
-from core.review.models import QUEUES
+from core.review.tables import QUEUES
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,

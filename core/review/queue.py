@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import and_, false, or_, select
 from sqlalchemy.orm import Session
 
+from core.audit.record import record_event
 from core.auth.roles import require_role
 from core.data.pii import mask_pii
 from core.db.base import utcnow
-from core.db.models import User
+from core.db.tables import User
+from core.db.write_lock import begin_write
 from core.errors import ConflictError, NotFoundError, ValidationError
-from core.review.audit import record_event
-from core.review.models import ModelOutput, ReviewDecision, ReviewItem, RoutingPolicy
 from core.review.policies import Policy, route
 from core.review.states import (
     DECISION_STATES,
@@ -33,7 +33,7 @@ from core.review.states import (
     check_transition,
     roles_for,
 )
-from core.review.write_lock import begin_write
+from core.review.tables import ModelOutput, ReviewDecision, ReviewItem, RoutingPolicy
 
 DEFAULT_LEASE = timedelta(minutes=15)
 PRODUCER_ROLES = ("analyst", "radiologist", "engineer")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from core.errors import FinmedError
 from core.serving.config import ModelSpec
 from core.serving.engine import GenRequest, LoadedModel
-from core.serving.metrics import ServingMetrics
+from core.serving.serving_metrics import ServingMetrics
 
 log = logging.getLogger("finmed.serving")
 

@@ -21,10 +21,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.atomic import atomic_file, write_bytes_atomic
 from domains.finance.features import compute_features, with_features
-from domains.finance.fusion import fuse
 from domains.finance.llm import LLM_THRESHOLD, RiskLLM
 from domains.finance.numeric import NumericModel
 from domains.finance.pipeline import CascadePolicy, score_frame
+from domains.finance.risk_fusion import fuse
 from domains.finance.similar import InMemorySimilarCases
 
 METRIC_KEYS = ("auc", "average_precision", "accuracy", "precision", "recall", "fpr", "threshold")
@@ -83,7 +83,7 @@ def run_backtest(
 ) -> BacktestResult:
     """Fit on the early part of `frame`, score the late part; labels shape (n,) 0/1 aligned with `frame`.
 
-    With `finetune_dir`, the finance adapter is trained on the early part too (adapter.train_adapter, hard
+    With `finetune_dir`, the finance adapter is trained on the early part too (training.train_adapter, hard
     legitimate rows picked by the numeric model fitted there) and adjudicates instead of `llm`.
     """
     frame = frame.reset_index(drop=True)
@@ -92,8 +92,8 @@ def run_backtest(
     train, test = time_split(frame)
     numeric = NumericModel.fit(feats.iloc[train], labels[train])
     if finetune_dir is not None:
-        from domains.finance.adapter import train_adapter
         from domains.finance.llm import LocalLLM
+        from domains.finance.training import train_adapter
 
         run = train_adapter(
             frame.iloc[train],

@@ -170,8 +170,8 @@ def score(
         from core.auth.users import get_user
         from core.db.engine import get_engine, session_scope
         from core.db.migrate import require_current
-        from domains.finance.models import store_assessments
         from domains.finance.routing import route_assessments
+        from domains.finance.store import store_assessments
 
         engine = get_engine()
         require_current(engine)
@@ -312,7 +312,7 @@ def adapt(
     """Learn a soft prompt for a new fraud scheme from a few labelled examples, on top of the finance adapter.
 
     Its decision point is then calibrated so that it flags no more old legitimate rows than the adapter did."""
-    from domains.finance.adapter import adapt as run_adapt
+    from domains.finance.adaptation import adapt as run_adapt
     from domains.finance.llm import LLM_THRESHOLD
 
     data = _ingest(examples, mapping, exclude=(label_column,))

@@ -22,7 +22,7 @@ LEVELS = 6
 # The LLM's own decision point on its score (expected level / 5): 2.5 lies between the highest level training targets
 # give legitimate rows (2) and the lowest they give fraud (3) (targets.target_for).
 LLM_THRESHOLD = 0.5
-# A run folder may carry its own decision point (written by adapter.adapt after calibrating a soft prompt):
+# A run folder may carry its own decision point (written by adaptation.adapt after calibrating a soft prompt):
 # {"threshold": float, ...}; LocalLLM reads it, and fusion and evaluation use `llm.threshold`.
 CALIBRATION_FILE = "calibration.json"
 

@@ -5,7 +5,6 @@ Every transaction is scored by this model; the LLM only adjudicates what the cas
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,15 @@ from threadpoolctl import threadpool_limits
 
 from core.atomic import atomic_file
 from core.errors import NotFoundError, ValidationError
+from core.settings import get_settings
 
-# OpenMP threads for fitting: on a shared, oversubscribed CPU one thread was 10x faster than all (spin-waits).
-FIT_THREADS = int(os.environ.get("FINMED_FINANCE_FIT_THREADS", "1"))
 LEVEL_EDGES = np.array([0.02, 0.1, 0.3, 0.6, 0.85])  # probability edges between levels 0|1|2|3|4|5
+
+
+def _fit_threads() -> int:
+    # OpenMP threads for fitting (FINMED_FINANCE_FIT_THREADS): on a shared, oversubscribed CPU one thread was 10x
+    # faster than all (spin-waits).
+    return get_settings().finance_fit_threads
 
 
 def prob_to_level(prob: np.ndarray) -> np.ndarray:
@@ -66,7 +70,7 @@ class NumericModel:
             class_weight="balanced",
             random_state=seed,
         )
-        with threadpool_limits(limits=FIT_THREADS):
+        with threadpool_limits(limits=_fit_threads()):
             return cls._fit(make, columns, x, y, seed)
 
     @classmethod
@@ -94,7 +98,7 @@ class NumericModel:
         missing = [c for c in self.columns if c not in features.columns]
         if missing:
             raise ValidationError(f"features missing for the numeric model: {', '.join(missing)}")
-        with threadpool_limits(limits=FIT_THREADS):
+        with threadpool_limits(limits=_fit_threads()):
             return self.classifier.predict_proba(features[self.columns].to_numpy(dtype=float))[:, 1]
 
     def save(self, path: Path) -> Path:

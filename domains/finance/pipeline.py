@@ -15,11 +15,11 @@ import pandas as pd
 from rich.progress import Progress
 
 from domains.finance.features import compute_features, reasons_for, with_features
-from domains.finance.fusion import Band, fuse
 from domains.finance.llm import LLM_THRESHOLD, LLMAnswer, RiskLLM, expected_level
 from domains.finance.numeric import NumericModel, prob_to_level
 from domains.finance.parser import parse_risk
 from domains.finance.prompts import ANSWER_PREFIX, build_messages
+from domains.finance.risk_fusion import Band, fuse
 from domains.finance.similar import SimilarCases
 
 ASSESSMENT_COLUMNS = (

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
-from core.plugins import DomainPlugin
+from core.plugins import DomainPage, DomainPlugin
 from core.review.policies import load_policy
 from domains.finance.api import make_router
 from domains.finance.cli import app
+from domains.finance.page import ROLES as PAGE_ROLES
+from domains.finance.page import render as render_page
 
 POLICY_FILE = Path(__file__).with_name("review_policy.yaml")
 
@@ -14,4 +16,6 @@ plugin = DomainPlugin(
     cli=app,
     api_routes=make_router,
     review_policies={"default": lambda **overrides: load_policy(POLICY_FILE, overrides=overrides)},
+    tables=("domains.finance.tables",),
+    pages=(DomainPage(title="Risk scoring", url_path="finance", roles=PAGE_ROLES, render=render_page),),
 )

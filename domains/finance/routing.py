@@ -1,8 +1,8 @@
 """Review routing of stored finance assessments through the review queue and the finance policy.
 
 Every assessment the LLM adjudicated is a model output, and every assessment at or above the policy's risk
-threshold needs an analyst whoever produced it: each such row is recorded as a ModelOutput (PII-masked by the
-review room) and routed by domains/finance/review_policy.yaml — unparseable answers and high risk to the analyst
+threshold needs an analyst whoever produced it: each such row is recorded as a ModelOutput (PII-masked by
+core.review) and routed by domains/finance/review_policy.yaml — unparseable answers and high risk to the analyst
 queue, numeric/LLM disagreement too, and a sample of low-risk outputs to compliance.
 """
 
@@ -13,12 +13,12 @@ import json
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from core.db.models import User
+from core.db.tables import User
 from core.review.policies import Policy, domain_policy
 from core.review.queue import record_output, route_output
-from domains.finance.models import opt
 from domains.finance.parser import parse_risk
 from domains.finance.prompts import build_messages
+from domains.finance.store import opt
 
 INPUT_FIELDS = ("transaction_id", "account_id", "timestamp", "amount", "currency", "merchant_id", "channel", "country")
 

@@ -1,6 +1,6 @@
 """The retrieval seam for few-shot examples: `SimilarCases` and an in-memory nearest-neighbour implementation.
 
-The core retrieval room (vector stores) plugs in at merge as another `SimilarCases`; the pipeline sees the protocol.
+core.retrieval's vector stores plug in as another `SimilarCases`; the pipeline sees only the protocol.
 """
 
 from __future__ import annotations

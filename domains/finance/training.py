@@ -1,4 +1,4 @@
-"""Instruction records for fine-tuning the finance adapter: risk prompt -> level and basis from label and features.
+"""The finance adapter's training: instruction records (risk prompt -> level and basis) and the LoRA run on them.
 
 Shared record format (one JSONL line): {"messages": [system, user, assistant], "meta": {...}}; the assistant turn is
 the answer the strict parser accepts, from targets.target_for(label, fired reasons).
@@ -6,7 +6,9 @@ the answer the strict parser accepts, from targets.target_for(label, fired reaso
 A labelled history is mostly legitimate rows that teach nothing new, and every record costs a forward and backward
 pass of the model, so `select_rows` keeps a balanced, informative subset: the fraud rows (at most half), then
 legitimate rows the screen finds hardest (highest numeric score, or most rule signals without a numeric model),
-then a random remainder so ordinary traffic is represented too.
+then a random remainder so ordinary traffic is represented too. `train_adapter` writes the records and trains
+`configs/finance-lora.yaml` through core.finetune.run.run_training (`finmed finance backtest --finetune` calls it on
+the early part of a history only).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import atomic_file
+from core.errors import NotFoundError
 from domains.finance.features import compute_features, reasons_for, with_features
 from domains.finance.parser import format_risk
 from domains.finance.prompts import build_messages
 from domains.finance.targets import target_for
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def select_rows(
@@ -102,3 +107,52 @@ def write_jsonl(records: list[dict[str, object]], path: Path) -> Path:
         for record in records:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
+
+
+def finance_config(name: str, overrides: list[str]):  # noqa: ANN202  (core.finetune.config.TrainConfig)
+    """A finance training config from the repository's configs/ (finance-lora.yaml, finance-adapt.yaml)."""
+    from core.finetune.config import load_config
+
+    path = CONFIGS / name
+    if not path.is_file():
+        raise NotFoundError(f"{path} not found: the finance training configs live in the repository's configs/")
+    return load_config(path, overrides)
+
+
+def train_adapter(
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    out_dir: Path,
+    *,
+    extra: list[str] | None = None,
+    features: pd.DataFrame | None = None,
+    hardness: np.ndarray | None = None,
+    max_records: int = 384,
+    overrides: list[str] | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Train the finance LoRA adapter on a labelled history; returns the run folder (out_dir/finance-lora).
+
+    Args:
+        frame: canonical transactions (the training part only, in a backtest).
+        labels: 0/1 per row, shape (n,).
+        out_dir: where the records (training.jsonl) and the run folder go.
+        extra: extra numeric feature columns.
+        features: precomputed features aligned with `frame`.
+        hardness: numeric probability per row, to pick hard legitimate rows.
+        max_records: most records to train on.
+        overrides: extra `section.key=value` overrides of configs/finance-lora.yaml.
+    """
+    from core.finetune.run import run_training
+
+    frame = frame.reset_index(drop=True)
+    feats = compute_features(frame, extra) if features is None else features.reset_index(drop=True)
+    rows = select_rows(labels, reasons_for(feats), max_records, hardness=hardness)
+    records = training_records(frame, labels, rows=rows, features=feats)
+    data = write_jsonl(records, out_dir / "training.jsonl")
+    config = finance_config(
+        "finance-lora.yaml",
+        [f"dataset.path={data}", f"output.dir={out_dir}", "output.name=finance-lora", "output.overwrite=true"]
+        + list(overrides or []),
+    )
+    return run_training(config, show_progress=show_progress)

@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy import Engine, select, text
 from typer.testing import CliRunner
 
+from core.audit.record import content_hash, event_stamp, record_event
+from core.audit.tables import AuditEvent
 from core.cli import app
 from core.db.engine import session_scope
-from core.db.models import AuditEvent, User
-from core.review.audit import _stamp, content_hash, record_event
+from core.db.tables import User
 
 COLUMNS = ("created_at", "actor", "action", "subject_type", "subject_id", "payload", "prev_hash", "hash")
 N_EVENTS = 6
@@ -75,7 +76,7 @@ def test_rehashed_row_is_named_by_its_successor(chain: list[int], migrated_engin
         event = session.get(AuditEvent, target)
         forged = content_hash(
             prev_hash=event.prev_hash,
-            created_at=_stamp(event),
+            created_at=event_stamp(event),
             actor=event.actor,
             action=event.action,
             subject_type=event.subject_type,

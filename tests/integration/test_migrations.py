@@ -4,9 +4,9 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
+from core.audit.record import record_event
 from core.db.engine import session_scope
 from core.db.migrate import current_revision, downgrade, head_revision, schema_drift, upgrade
-from core.review.audit import record_event
 
 
 def test_upgrade_downgrade_upgrade(any_engine: Engine) -> None:

@@ -20,6 +20,29 @@ def _finmed(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     return 0
 
 
+def _torch_perplexity(run_dir: Path, eval_path: Path, tmp_path: Path) -> float:
+    """exp(mean next-token NLL) of the merged run in PyTorch over the eval conversations, as the report tokenises."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.finetune.load import merge_for_export
+    from core.quantize.calib import read_chat_records
+    from core.quantize.report import MAX_PPL_TOKENS
+
+    merged = merge_for_export(run_dir, tmp_path / "merged")
+    tokenizer = AutoTokenizer.from_pretrained(str(merged))
+    model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32).eval()
+    nll, count = 0.0, 0
+    for messages in read_chat_records(eval_path):
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:MAX_PPL_TOKENS]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, :-1].double()  # (seq - 1, vocab)
+        nll += float(torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum"))
+        count += len(ids) - 1
+    return float(torch.exp(torch.tensor(nll / count)))
+
+
 def test_quant_report_end_to_end(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lora_run_dir: Path, chat_jsonl: Path
 ) -> None:
@@ -62,6 +85,7 @@ def test_quant_report_end_to_end(
     assert rows["fp32"]["task_drop_pts"] == 0
     assert rows["int4"]["size_mb"] < rows["fp32"]["size_mb"]
     # fp32 ONNX is the merged model: its perplexity is what PyTorch gives on the same tokens, within tolerance.
+    assert rows["fp32"]["perplexity"] == pytest.approx(_torch_perplexity(lora_run_dir, chat_jsonl, tmp_path), rel=1e-3)
     table = (out / "report.md").read_text()
     assert "| int4 |" in table and "skipped" in table
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"

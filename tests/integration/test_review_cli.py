@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from core.cli import app
 from core.db.engine import session_scope
-from core.db.models import User
+from core.db.tables import User
 from core.errors import ConflictError, ValidationError
 from core.review.policies import load_policy
 from core.review.queue import record_output, route_output

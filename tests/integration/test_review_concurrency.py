@@ -10,12 +10,14 @@ import pytest
 from sqlalchemy import Engine, event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
+from core.audit.record import GENESIS, record_event
+from core.audit.tables import AuditEvent
+from core.audit.verify import verify_chain
 from core.db.base import utcnow
 from core.db.engine import session_scope
-from core.db.models import AuditEvent, User
-from core.review.audit import GENESIS, record_event, verify_chain
-from core.review.models import ModelOutput, ReviewDecision, ReviewItem
+from core.db.tables import User
 from core.review.queue import claim_next, decide
+from core.review.tables import ModelOutput, ReviewDecision, ReviewItem
 
 N_ITEMS = int(os.environ.get("FINMED_TEST_CLAIM_ITEMS", "5000"))
 N_WORKERS = 8

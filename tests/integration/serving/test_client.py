@@ -45,14 +45,17 @@ def test_sync_client_retries_when_the_queue_is_full(server) -> None:  # type: ig
 
 
 def test_async_client(server) -> None:  # type: ignore[no-untyped-def]
-    async def run() -> tuple[list[str], str]:
-        async with AsyncServingClient(server.url, server.key) as client:
-            done = await asyncio.gather(
-                *(client.complete("tiny", p, max_tokens=6, temperature=0) for p in ("a b", "c d", "e f"))
-            )
-            pieces = [p async for p in client.stream_chat("tiny", [{"role": "user", "content": "x"}], max_tokens=6)]
-            return [d.text for d in done], "".join(pieces)
+    prompts = ("a b", "c d", "e f")
+    messages = [{"role": "user", "content": "x"}]
 
-    texts, streamed = asyncio.run(run())
-    assert len(texts) == 3
-    assert isinstance(streamed, str)
+    async def run() -> tuple[list[str], str, str]:
+        async with AsyncServingClient(server.url, server.key) as client:
+            done = await asyncio.gather(*(client.complete("tiny", p, max_tokens=6, temperature=0) for p in prompts))
+            pieces = [p async for p in client.stream_chat("tiny", messages, max_tokens=6, temperature=0)]
+            whole = await client.chat("tiny", messages, max_tokens=6, temperature=0)
+            return [d.text for d in done], "".join(pieces), whole.text
+
+    texts, streamed, whole = asyncio.run(run())
+    with ServingClient(server.url, server.key) as sync:  # concurrent async answers equal one-at-a-time ones, in order
+        assert texts == [sync.complete("tiny", p, max_tokens=6, temperature=0).text for p in prompts]
+    assert streamed == whole and whole

@@ -11,10 +11,10 @@ from streamlit.testing.v1 import AppTest
 from apps.auth import SESSION_KEY, SignedIn
 from core.db.engine import get_engine, session_scope
 from core.db.migrate import upgrade
-from core.db.models import User
-from core.review.models import ReviewItem
+from core.db.tables import User
 from core.review.policies import load_policy
 from core.review.queue import record_output, route_output
+from core.review.tables import ReviewItem
 
 REPO = Path(__file__).resolve().parents[3]
 

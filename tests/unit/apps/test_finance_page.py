@@ -11,15 +11,15 @@ from streamlit.testing.v1 import AppTest
 from apps.auth import SESSION_KEY, SignedIn
 from core.db.engine import get_engine, session_scope
 from core.db.migrate import upgrade
-from core.db.models import User
-from core.review.models import ReviewItem
+from core.db.tables import User
+from core.review.tables import ReviewItem
 from domains.finance.cli import default_numeric_path
 from domains.finance.features import compute_features
-from domains.finance.models import Assessment
 from domains.finance.numeric import NumericModel
 from domains.finance.synthetic import generate
+from domains.finance.tables import Assessment
 
-SCRIPT = "from apps.pages import finance\nfinance.render()\n"
+SCRIPT = "from apps.auth import current_user\nfrom domains.finance.page import render\nrender(current_user())\n"
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.audit.tables import AuditEvent
 from core.auth.users import create_user
-from core.db.models import AuditEvent
 from core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from core.models.registry import check_accuracy_gate, get_version, list_versions, promote, register_version
 

@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import ValidationError
 from core.quantize.gptq import dequantize, gptq_quantize, rtn_quantize
-from core.quantize.metrics import choose_metric, normalize_answer, score
+from core.quantize.task_metrics import choose_metric, normalize_answer, score
 
 
 def _layer(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ValidationError
-from core.retrieval.fusion import relative_score_fusion
 from core.retrieval.lance_store import filters_to_sql
+from core.retrieval.rank_fusion import relative_score_fusion
 from core.retrieval.schema import CollectionSpec, Filter, Hit, parse_filter, validate_filters
 
 SPEC = CollectionSpec("cases", 4, {"level": "int", "amount": "float", "unit": "str", "flagged": "bool"})
@@ -78,5 +78,8 @@ def test_relative_score_fusion_matches_weaviate_semantics() -> None:
     assert [h.id for h in relative_score_fusion(vector, keyword, alpha=0.0, limit=3)][0] == "c"
     assert [h.id for h in relative_score_fusion(vector, keyword, alpha=1.0, limit=3)] == ["a", "b", "c"]
     fused = relative_score_fusion(vector, keyword, alpha=0.5, limit=2)
-    assert [(h.id, h.score) for h in fused] == [("c", 0.5), ("a", 0.5)] or fused[0].score == pytest.approx(0.5)
+    # a: 0.5 * 1 (best vector) + 0; c: 0 (worst vector) + 0.5 * 1 (lone keyword hit); b: 0.5 * 0.5. A tie keeps
+    # vector hits first, so a comes before c.
+    assert [(h.id, h.score) for h in fused] == [("a", 0.5), ("c", 0.5)]
+    assert [(h.id, h.score) for h in relative_score_fusion(vector, keyword, alpha=0.5, limit=3)][2] == ("b", 0.25)
     assert relative_score_fusion([], [], alpha=0.5, limit=5) == []

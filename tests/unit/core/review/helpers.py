@@ -6,10 +6,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from core.db.models import ROLES, User
-from core.review.models import ReviewItem
+from core.db.tables import ROLES, User
 from core.review.policies import Policy, load_policy
 from core.review.queue import record_output, route_output
+from core.review.tables import ReviewItem
 
 REPO = Path(__file__).resolve().parents[4]
 

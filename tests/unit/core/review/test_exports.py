@@ -1,4 +1,4 @@
-"""Exports for auditors and for training, audit-log roles and the Prometheus metrics, on SQLite and PostgreSQL."""
+"""Exports for auditors and for training and the review-queue Prometheus metrics, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from core.audit.tables import AuditEvent
 from core.db.base import utcnow
 from core.db.engine import session_scope
-from core.db.models import AuditEvent, ModelVersion
 from core.errors import PermissionDenied, ValidationError
-from core.review.audit_log import read_events, record_model_promotion, verify
 from core.review.exports import export_items, to_training
-from core.review.metrics import ReviewCollector
 from core.review.queue import claim_next, decide
+from core.review.queue_metrics import ReviewCollector
 
 from .helpers import finance_item, make_users, medical_item
 
@@ -97,26 +96,6 @@ def test_export_for_auditors(db_session: Session, tmp_path: Path, fmt: str) -> N
     with pytest.raises(PermissionDenied, match="export review items: role 'analyst'"):
         export_items(db_session, user=users["analyst"], since=since, fmt=fmt, out=out)
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary files left behind
-
-
-def test_audit_log_roles_and_promotion_hook(db_session: Session) -> None:
-    users = make_users(db_session)
-    model = ModelVersion(
-        name="finance-lora", version=2, base_model="default", method="lora", precision="int4", path="x"
-    )
-    db_session.add(model)
-    db_session.flush()
-    with pytest.raises(PermissionDenied, match="promote a model version: role 'analyst'"):
-        record_model_promotion(db_session, user=users["analyst"], model=model)
-    record_model_promotion(db_session, user=users["engineer"], model=model)
-    for role in ("analyst", "radiologist", "engineer"):
-        with pytest.raises(PermissionDenied, match=f"read the audit log: role '{role}'"):
-            read_events(db_session, user=users[role])
-        with pytest.raises(PermissionDenied, match=f"verify the audit log: role '{role}'"):
-            verify(db_session, user=users[role])
-    events = read_events(db_session, user=users["compliance"], action="model.promoted")
-    assert [e.subject_id for e in events] == ["finance-lora@2"]
-    assert verify(db_session, user=users["admin"]).ok
 
 
 def test_metrics(migrated_engine: Engine) -> None:

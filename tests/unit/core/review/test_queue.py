@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.audit.tables import AuditEvent
+from core.audit.verify import verify_chain
 from core.db.base import utcnow
-from core.db.models import AuditEvent
 from core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
-from core.review.audit import verify_chain
-from core.review.models import REVIEW_STATES, ModelOutput, ReviewDecision, ReviewItem
 from core.review.queue import claim_item, claim_next, decide, list_items, move, record_output
 from core.review.states import TRANSITIONS
+from core.review.tables import REVIEW_STATES, ModelOutput, ReviewDecision, ReviewItem
 
 from .helpers import finance_item, make_users, medical_item
 

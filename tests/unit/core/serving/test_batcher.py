@@ -10,7 +10,7 @@ import pytest
 from core.serving.batcher import ModelWorker, QueueFull, RequestTimeout
 from core.serving.config import ModelSpec
 from core.serving.engine import Constraint, GenRequest, LoadedModel
-from core.serving.metrics import ServingMetrics
+from core.serving.serving_metrics import ServingMetrics
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from domains.finance.features import compute_features
-from domains.finance.fusion import Band, fuse
 from domains.finance.llm import LocalLLM
 from domains.finance.numeric import NumericModel, best_f1_threshold, prob_to_level
 from domains.finance.pipeline import ASSESSMENT_COLUMNS, CascadePolicy, score_frame, select_for_llm
+from domains.finance.risk_fusion import Band, fuse
 from domains.finance.similar import InMemorySimilarCases
 from domains.finance.synthetic import generate
 

@@ -1,4 +1,4 @@
-"""Shared tables every part of the suite uses: users, model versions, background jobs, audit events."""
+"""Shared tables every part of the suite uses: users, model versions and background jobs."""
 
 from __future__ import annotations
 
@@ -73,19 +73,3 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-
-
-class AuditEvent(Base):
-    """One append-only audit record; `hash` covers its content and `prev_hash` links it to the previous row."""
-
-    __tablename__ = "audit_events"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(64), index=True)
-    subject_type: Mapped[str] = mapped_column(String(64), default="")
-    subject_id: Mapped[str] = mapped_column(String(128), default="")
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # a fork would repeat one
-    hash: Mapped[str] = mapped_column(String(64), unique=True)

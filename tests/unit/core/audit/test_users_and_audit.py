@@ -4,12 +4,12 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from core.audit.tables import AuditEvent
+from core.audit.verify import verify_chain
 from core.auth.roles import require_role
 from core.auth.users import authenticate, create_user, get_user
 from core.db.append_only import AppendOnlyViolation
-from core.db.models import AuditEvent
 from core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
-from core.review.audit import verify_chain
 
 
 def test_create_and_authenticate(db_session: Session) -> None:

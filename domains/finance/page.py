@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from apps.auth import current_user
 from core.db.engine import get_engine, session_scope
-from core.db.models import User
+from core.db.tables import User
 from core.errors import FinmedError
 from domains.finance.ingest import CANONICAL, REQUIRED, apply_mapping, read_table, validate
 
@@ -115,8 +115,8 @@ def _results(user_id: int) -> None:
         st.info(result["stored"])
     elif st.button("Store and route to review", key="finance_store"):
         from domains.finance.features import with_features
-        from domains.finance.models import store_assessments
         from domains.finance.routing import route_assessments
+        from domains.finance.store import store_assessments
 
         rows = with_features(result["rows"], result["feats"])
         with session_scope(get_engine()) as session:
@@ -127,10 +127,9 @@ def _results(user_id: int) -> None:
         st.rerun()
 
 
-def render() -> None:
-    """Draw the page for the signed-in analyst."""
+def render(user: Any) -> None:
+    """Draw the page for the signed-in `user` (id, username, role); the app shows it to ROLES only."""
     st.title("Risk scoring")
-    user = current_user()
     if user is None or user.role not in ROLES:
         st.error("Risk scoring is for analysts and engineers.")
         return

@@ -5,8 +5,9 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domains.finance.models import Assessment, store_assessments
 from domains.finance.pipeline import ASSESSMENT_COLUMNS
+from domains.finance.store import store_assessments
+from domains.finance.tables import Assessment
 
 
 def test_store_assessments(db_session: Session) -> None:

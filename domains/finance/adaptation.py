@@ -1,8 +1,7 @@
-"""The finance adapter and few-shot adaptation to new schemes, both trained through core.finetune.
+"""Few-shot adaptation to a new fraud scheme (`finmed finance adapt`), trained through core.finetune.
 
-* `train_adapter`: instruction records from a labelled history (training.select_rows keeps an informative subset),
-  then `configs/finance-lora.yaml` through core.finetune.recipe.run_training. `finmed finance backtest --finetune`
-  calls it on the early part of a history only.
+The finance adapter it stacks on is trained by domains/finance/training.py (`train_adapter`).
+
 * `adapt`: a soft prompt (peft prompt tuning, `configs/finance-adapt.yaml`) learned from a few (16-64) labelled
   examples of a new scheme on top of a finance adapter run, evaluated before and after on held-out accounts of the
   new scheme (recall) and on held-out accounts of the old set (false-positive rate). The run folder stacks on the
@@ -42,58 +41,9 @@ from core.errors import NotFoundError, ValidationError
 from domains.finance.features import compute_features, reasons_for, with_features
 from domains.finance.llm import CALIBRATION_FILE, LLM_THRESHOLD, RiskLLM, expected_level
 from domains.finance.pipeline import CascadePolicy, prompts_for
-from domains.finance.training import select_rows, training_records, write_jsonl
+from domains.finance.training import finance_config, select_rows, training_records, write_jsonl
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 HINT_FALLBACK = "Watch for new fraud schemes: rate their risk by the same scale."
-
-
-def _config(name: str, overrides: list[str]):  # noqa: ANN202  (core.finetune.config.TrainConfig)
-    from core.finetune.config import load_config
-
-    path = CONFIGS / name
-    if not path.is_file():
-        raise NotFoundError(f"{path} not found: the finance training configs live in the repository's configs/")
-    return load_config(path, overrides)
-
-
-def train_adapter(
-    frame: pd.DataFrame,
-    labels: np.ndarray,
-    out_dir: Path,
-    *,
-    extra: list[str] | None = None,
-    features: pd.DataFrame | None = None,
-    hardness: np.ndarray | None = None,
-    max_records: int = 384,
-    overrides: list[str] | None = None,
-    show_progress: bool = True,
-) -> Path:
-    """Train the finance LoRA adapter on a labelled history; returns the run folder (out_dir/finance-lora).
-
-    Args:
-        frame: canonical transactions (the training part only, in a backtest).
-        labels: 0/1 per row, shape (n,).
-        out_dir: where the records (training.jsonl) and the run folder go.
-        extra: extra numeric feature columns.
-        features: precomputed features aligned with `frame`.
-        hardness: numeric probability per row, to pick hard legitimate rows.
-        max_records: most records to train on.
-        overrides: extra `section.key=value` overrides of configs/finance-lora.yaml.
-    """
-    from core.finetune.recipe import run_training
-
-    frame = frame.reset_index(drop=True)
-    feats = compute_features(frame, extra) if features is None else features.reset_index(drop=True)
-    rows = select_rows(labels, reasons_for(feats), max_records, hardness=hardness)
-    records = training_records(frame, labels, rows=rows, features=feats)
-    data = write_jsonl(records, out_dir / "training.jsonl")
-    config = _config(
-        "finance-lora.yaml",
-        [f"dataset.path={data}", f"output.dir={out_dir}", "output.name=finance-lora", "output.overwrite=true"]
-        + list(overrides or []),
-    )
-    return run_training(config, show_progress=show_progress)
 
 
 def llm_scores(llm: RiskLLM, frame: pd.DataFrame, feats: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
@@ -241,7 +191,7 @@ def adapt(
         n_eval_legit: legitimate rows sampled for each false-positive rate, and for calibration.
     """
     from core.finetune.load import is_run_folder
-    from core.finetune.recipe import run_training
+    from core.finetune.run import run_training
     from domains.finance.llm import LocalLLM
 
     if not 16 <= n_examples <= 64:
@@ -287,7 +237,7 @@ def adapt(
     before = score_all(LocalLLM(adapter=adapter_run))
     data = write_jsonl(records, out_dir / "adapt.jsonl")
     hint = scheme_hint(examples, labels, train_rows[labels[train_rows] == 1], train_pos)
-    config = _config(
+    config = finance_config(
         "finance-adapt.yaml",
         [
             f"model.base={Path(adapter_run).resolve()}",

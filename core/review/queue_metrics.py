@@ -1,6 +1,6 @@
 """Prometheus metrics of the review queue, read from the database at scrape time so every process agrees.
 
-Register `ReviewCollector(engine)` on a prometheus_client registry (the monitoring room's exporter or the model
+Register `ReviewCollector(engine)` on a prometheus_client registry (the monitoring exporter or the model
 server's /metrics): backlog by state and domain, time from routing to decision (histogram), and override rate
 (share of decisions that rejected or edited the model's output) by domain.
 """
@@ -15,9 +15,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from core.db.engine import session_scope
-from core.review.models import REVIEW_STATES, ReviewItem
 from core.review.queue import as_utc
 from core.review.states import FINAL_STATES
+from core.review.tables import REVIEW_STATES, ReviewItem
 
 # Seconds: 1 min, 5 min, 15 min, 1 h, 4 h, 1 day, 3 days, 1 week.
 DECISION_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 259200.0, 604800.0)

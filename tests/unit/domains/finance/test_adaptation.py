@@ -15,20 +15,19 @@ import pytest
 
 from core.errors import NotFoundError, ValidationError
 from core.finetune.load import is_run_folder, read_run_config
-from domains.finance.adapter import (
+from domains.finance.adaptation import (
     HINT_FALLBACK,
     adapt,
     calibrated_threshold,
     matched_rows,
     scheme_hint,
     split_accounts,
-    train_adapter,
 )
 from domains.finance.backtest import run_backtest
 from domains.finance.features import compute_features, reasons_for
 from domains.finance.pipeline import CascadePolicy
 from domains.finance.synthetic import generate, generate_new_scheme
-from domains.finance.training import select_rows
+from domains.finance.training import select_rows, train_adapter
 
 QUICK = [
     "train.epochs=1",
