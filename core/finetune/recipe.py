@@ -374,10 +374,8 @@ def run_recipe(
 ) -> Path:
     """Run one plain fine-tune (no pilot) on a config whose paths are resolved; returns the finished run folder.
 
-    Raises:
-        ValidationError / NotFoundError / ConflictError: bad config, data or base (no folder is created).
-        TrainingStopped: non-finite loss or gradients (the last good checkpoint is kept).
-        TrainingInterrupted: Ctrl-C (a checkpoint was saved).
+    Callers use core.finetune.run.run_training, which resolves paths and chooses plain or progressive; it lists
+    what this raises.
     """
     recipe = Recipe(config, resume=resume, show_progress=show_progress, on_step=on_step)
     try:

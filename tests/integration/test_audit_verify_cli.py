@@ -1,4 +1,5 @@
-"""`finmed audit verify` on SQLite and PostgreSQL: any changed, removed or reordered row is named; exit codes."""
+"""`finmed audit verify` and `audit anchor` on SQLite and PostgreSQL: any changed, removed or reordered row is named;
+an anchor file catches rows cut from the end; exit codes."""
 
 from __future__ import annotations
 
@@ -128,6 +129,19 @@ def test_cut_tail_needs_an_anchor(chain: list[int], migrated_engine: Engine) -> 
     assert _verify().exit_code == 0  # a shorter chain is self-consistent ...
     result = _verify("--anchor", head)  # ... but no longer contains the head recorded before
     assert result.exit_code == 1 and "rows were removed from its end" in result.output
+
+
+def test_anchor_file_catches_a_cut_tail(chain: list[int], migrated_engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    anchor = tmp_path / "anchor.json"
+    written = CliRunner().invoke(app, ["audit", "anchor", "--out", str(anchor), "--as", "auditor"])
+    assert written.exit_code == 0, written.output
+    assert json.loads(anchor.read_text())["event_id"] == chain[-1]
+    assert _verify("--anchor", str(anchor)).exit_code == 0
+    _tamper(migrated_engine, ("DELETE FROM audit_events WHERE id = :id", {"id": chain[-1]}))
+    result = _verify("--anchor", str(anchor))
+    assert result.exit_code == 1 and "rows were removed from its end" in result.output
+    refused = CliRunner().invoke(app, ["audit", "anchor", "--out", str(tmp_path / "b.json"), "--as", "ana"])
+    assert refused.exit_code != 0 and not (tmp_path / "b.json").exists()
 
 
 def test_only_compliance_and_admin_verify(chain: list[int]) -> None:
