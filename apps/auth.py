@@ -35,9 +35,10 @@ def current_user() -> SignedIn | None:
 def _client() -> str:
     """The browser's address as Streamlit sees it ("" for a local browser; a proxy's address behind one)."""
     try:
-        return st.context.ip_address or ""
-    except Exception:  # noqa: BLE001  (AppTest and bare scripts have no client context)
+        address = st.context.ip_address
+    except Exception:  # noqa: BLE001  (bare scripts have no client context)
         return ""
+    return address if isinstance(address, str) else ""  # AppTest hands back a stand-in object
 
 
 def login_page() -> None:
