@@ -65,7 +65,7 @@ def _install_error_handlers(app: FastAPI, state: ServingState) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = str(exc.detail)
         if "parsing the body" in message:
-            message = "request body could not be parsed: send UTF-8 encoded JSON"
+            message = "request body could not be parsed: send UTF-8 encoded JSON, nested at most a few hundred deep"
         state.metrics.errors.labels("invalid_request" if exc.status_code < 500 else "server_error").inc()
         return _error(exc.status_code, message, "invalid_request_error", exc.headers)  # keeps 405's Allow
 
