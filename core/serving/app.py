@@ -71,9 +71,17 @@ def _install_error_handlers(app: FastAPI, state: ServingState) -> None:
 
     @app.exception_handler(FinmedError)
     async def _finmed(_: Request, exc: FinmedError) -> JSONResponse:
-        kinds = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "queue_full", 503: "not_ready"}
+        kinds = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            429: "queue_full",
+            503: "not_ready",
+            504: "timeout",
+        }
         kind = kinds.get(exc.http_status, "invalid_request" if exc.http_status < 500 else "server_error")
-        kind = {RateLimited: "rate_limited"}.get(type(exc), "timeout" if exc.http_status == 504 else kind)
+        if isinstance(exc, RateLimited):
+            kind = "rate_limited"
         state.metrics.errors.labels(kind).inc()
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull | RateLimited) else None
         if isinstance(exc, NotReady):
