@@ -47,3 +47,17 @@ class DatabaseError(FinmedError):
     """The database cannot be reached or is not migrated."""
 
     http_status = 503
+
+
+class RateLimited(FinmedError):
+    """Too many failed attempts (sign-ins, API keys) from one name or address; refused without checking.
+
+    Attributes:
+        retry_after: whole seconds until the caller may try again (sent as `Retry-After` over HTTP).
+    """
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))

@@ -1,10 +1,11 @@
-"""`finmed users ...`: create and list the people who sign in."""
+"""`finmed users ...`: create, list and unlock the people who sign in (run by the operator who holds the database)."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
+from core.auth.lockout import unlock_user
 from core.auth.roles import validate_role
 from core.auth.users import create_user, generate_password, list_users
 from core.console import console
@@ -39,7 +40,7 @@ def list_cmd() -> None:
     """List users and their roles."""
     engine = get_engine()
     require_current(engine)
-    table = Table("username", "role", "active", "created", "last login")
+    table = Table("username", "role", "active", "created", "last login", "locked until")
     with session_scope(engine) as session:
         for user in list_users(session):
             table.add_row(
@@ -48,5 +49,16 @@ def list_cmd() -> None:
                 str(user.active),
                 f"{user.created_at:%Y-%m-%d %H:%M}",
                 f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "-",
+                f"{user.locked_until:%Y-%m-%d %H:%M} UTC" if user.locked_until else "-",
             )
     console.print(table)
+
+
+@app.command()
+def unlock(name: str = typer.Argument(..., help="Username.")) -> None:
+    """Lift the sign-in lock of NAME (set after 10 failed sign-ins in a minute; it lifts itself after 15 min)."""
+    engine = get_engine()
+    require_current(engine)
+    with session_scope(engine) as session:
+        unlock_user(session, username=name, actor="cli")
+    console.print(f"user {name} unlocked")

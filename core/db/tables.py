@@ -32,6 +32,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]  # set after repeated failed sign-ins (core.auth.sign_in); admins unlock
 
 
 class ModelVersion(Base):

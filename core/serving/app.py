@@ -2,6 +2,9 @@
 
 Routes: /healthz and /readyz (no key), /metrics, the OpenAI-compatible /v1/* routes (core/serving/routes.py)
 and whatever routers domain plugins contribute (`DomainPlugin.api_routes`), all behind `Authorization: Bearer`.
+Every error answer is `{"error": {"message", "type", "code"}}` and is documented in /openapi.json
+(core/serving/openapi_errors.py); 429 and 503 carry Retry-After, 405 carries Allow. Bodies over
+`max_body_bytes` get 413 before they are read (core/serving/body_limit.py).
 Logs carry request ids, lengths and timings, never prompt or output text.
 """
 
@@ -17,24 +20,29 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import FinmedError
+from core.errors import FinmedError, RateLimited
 from core.serving.batcher import QueueFull
+from core.serving.body_limit import BodyLimit
 from core.serving.config import ServeConfig
-from core.serving.state import NotReady, ServingState, require_key
+from core.serving.openapi_errors import GENERATION, document_errors, error_responses
+from core.serving.state import NotReady, ServingState, key_roles, require_key
 
 log = logging.getLogger("finmed.serving")
 
-MAX_BODY_BYTES = 256 * 1024  # a 1 MB prompt is refused before it is read or tokenised
+RETRY_AFTER_DEFAULT = "2"  # seconds, for a 503 (loading, database down) or 429 that names no wait of its own
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An OpenAI-style error body: {"error": {"message", "type", "code"}}."""
     body = {"error": {"message": message, "type": kind, "code": status}}
+    headers = dict(headers or {})
+    if status in (429, 503):
+        headers.setdefault("Retry-After", RETRY_AFTER_DEFAULT)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -57,19 +65,33 @@ def _install_error_handlers(app: FastAPI, state: ServingState) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = str(exc.detail)
         if "parsing the body" in message:
-            message = "request body could not be parsed: send UTF-8 encoded JSON"
+            message = "request body could not be parsed: send UTF-8 encoded JSON, nested at most a few hundred deep"
         state.metrics.errors.labels("invalid_request" if exc.status_code < 500 else "server_error").inc()
-        return _error(exc.status_code, message, "invalid_request_error")
+        return _error(exc.status_code, message, "invalid_request_error", exc.headers)  # keeps 405's Allow
 
     @app.exception_handler(FinmedError)
     async def _finmed(_: Request, exc: FinmedError) -> JSONResponse:
-        kinds = {401: "unauthorized", 404: "not_found", 429: "queue_full", 503: "not_ready", 504: "timeout"}
+        kinds = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            429: "queue_full",
+            503: "not_ready",
+            504: "timeout",
+        }
         kind = kinds.get(exc.http_status, "invalid_request" if exc.http_status < 500 else "server_error")
+        if isinstance(exc, RateLimited):
+            kind = "rate_limited"
         state.metrics.errors.labels(kind).inc()
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull | RateLimited) else None
         if isinstance(exc, NotReady):
-            headers = {"Retry-After": "2"}
+            headers = {"Retry-After": RETRY_AFTER_DEFAULT}
         return _error(exc.http_status, str(exc), kind, headers)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        state.metrics.errors.labels("invalid_request").inc()
+        return _error(400, "request body is nested too deeply to parse; flatten it", "invalid_request_error")
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:
@@ -79,18 +101,18 @@ def _install_error_handlers(app: FastAPI, state: ServingState) -> None:
 
 
 def _install_middleware(app: FastAPI, state: ServingState) -> None:
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=state.config.max_body_bytes,
+        on_refuse=lambda: state.metrics.errors.labels("body_too_large").inc(),
+    )
+
     @app.middleware("http")
-    async def _log_and_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def _log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         started = time.perf_counter()
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            state.metrics.errors.labels("body_too_large").inc()
-            response: Response = _error(
-                413, f"request body of {length} bytes exceeds the {MAX_BODY_BYTES} byte limit", "invalid_request_error"
-            )
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         response.headers["x-request-id"] = request_id
         log.info(
             "request id=%s method=%s path=%s body_bytes=%s status=%s ms=%.1f",
@@ -141,12 +163,23 @@ def create_app(config: ServeConfig, *, models_dir: Path, engine: Engine | None) 
         detail = state.load_error or "loading"
         return JSONResponse({"status": "not ready", "detail": detail}, status_code=503)
 
-    @app.get("/metrics", dependencies=[Depends(require_key)])
+    metrics_doc = {200: {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {}}}}}
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses=metrics_doc,
+        dependencies=[Depends(key_roles("engineer"))],
+    )
     def metrics() -> Response:
+        """Serving metrics in the Prometheus text format (engineer and admin keys)."""
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(openai_router, dependencies=[Depends(require_key)])
+    generation = error_responses(*GENERATION)
+    app.include_router(openai_router, dependencies=[Depends(require_key)], responses=generation)
     for plugin in load_plugins():
         if plugin.api_routes is not None:
-            app.include_router(plugin.api_routes(), dependencies=[Depends(require_key)])
+            domain_errors = error_responses(409, *GENERATION)
+            app.include_router(plugin.api_routes(), dependencies=[Depends(require_key)], responses=domain_errors)
+    document_errors(app, keyed=config.require_api_key)
     return app

@@ -16,7 +16,10 @@ app = typer.Typer(
     help="Serve exported models over an OpenAI-compatible HTTP API (see configs/serve-default.yaml).",
     invoke_without_command=True,
 )
-keys_app = typer.Typer(help="API keys of the model server (stored hashed; shown once).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys of the model server (stored hashed, shown once, each acting as one role); for the operator.",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 
 
@@ -72,33 +75,40 @@ def _session():  # type: ignore[no-untyped-def]
 
 
 @keys_app.command("add")
-def keys_add(name: str = typer.Argument(..., help="Client name, e.g. finance-dashboard.")) -> None:
-    """Create an API key for client NAME and print it once (only its hash is stored)."""
+def keys_add(
+    name: str = typer.Argument(..., help="Client name, e.g. finance-dashboard."),
+    role: str = typer.Option(
+        ..., help="Role the key acts as: analyst | radiologist | compliance | engineer (/metrics) | admin."
+    ),
+) -> None:
+    """Create an API key for client NAME acting as ROLE and print it once (only its hash is stored)."""
     from core.serving.keys import add_key
 
     with _session() as session:
-        key = add_key(session, name=name)
-    console.print(f"API key for {name} (shown once, store it now):")
+        key = add_key(session, name=name, role=role, actor="cli")
+    console.print(f"API key for {name} ({role}; shown once, store it now):")
     print(key)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List API keys: name, hint, active, created."""
+    """List API keys: name, role, hint, active, created, revoked (never the keys themselves)."""
     from core.serving.keys import list_keys
 
-    table = Table("name", "hint", "active", "created")
+    table = Table("name", "role", "hint", "active", "created", "revoked")
     with _session() as session:
         for row in list_keys(session):
-            table.add_row(row.name, row.key_hint + "...", "yes" if row.active else "no", f"{row.created_at:%Y-%m-%d}")
+            revoked = f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-"
+            active = "yes" if row.active else "no"
+            table.add_row(row.name, row.role, row.key_hint + "...", active, f"{row.created_at:%Y-%m-%d}", revoked)
     console.print(table)
 
 
 @keys_app.command("revoke")
 def keys_revoke(name: str = typer.Argument(..., help="Client name.")) -> None:
-    """Revoke the API key of client NAME (servers stop accepting it within 30 s)."""
+    """Revoke the API key of client NAME (servers refuse it from their next request on)."""
     from core.serving.keys import revoke_key
 
     with _session() as session:
-        revoke_key(session, name=name)
+        revoke_key(session, name=name, actor="cli")
     console.print(f"revoked API key {name}")

@@ -89,7 +89,7 @@ class ServingClient:
 
     Args:
         base_url: server root, e.g. http://127.0.0.1:8000 (no /v1).
-        api_key: a key from `finmed serve keys add NAME`.
+        api_key: a key from `finmed serve keys add NAME --role ROLE`.
         timeout_s: per-HTTP-call timeout.
         retries: attempts after the first on 429/503 and connection errors.
         backoff_s: first retry delay; doubles each attempt (Retry-After wins when longer).

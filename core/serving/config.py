@@ -47,6 +47,12 @@ class ServeConfig(BaseModel):
     port: int | None = Field(None, ge=0, le=65535, description="Port; empty means FINMED_API_PORT.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Execution provider for every model.")
     require_api_key: bool = Field(True, description="Every route but /healthz and /readyz needs a Bearer key.")
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, le=64 * 1024 * 1024, description="Larger request bodies get 413, read no further."
+    )
+    key_failures_per_minute: int = Field(
+        20, ge=1, description="Invalid API keys one client address may send per minute; then 429 + Retry-After."
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServeConfig:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Constraints are declared as types (not only checked in validators) so the OpenAPI document states them.
+StopString = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class SamplingFields(BaseModel):
@@ -18,7 +21,9 @@ class SamplingFields(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(50, ge=0, description="finmed/vLLM extension.")
     n: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
-    stop: str | list[str] | None = Field(None, description="Up to 4 stop strings.")
+    stop: StopString | Annotated[list[StopString], Field(max_length=4)] | None = Field(
+        None, description="Up to 4 stop strings of 1-64 characters."
+    )
     stream: bool = False
     seed: int | None = None
     min_tokens: int = Field(0, ge=0, description="vLLM extension: never stop before this many tokens.")
@@ -51,7 +56,9 @@ class SamplingFields(BaseModel):
 class CompletionRequest(SamplingFields):
     """POST /v1/completions."""
 
-    prompt: str | list[str] = Field(description="Prompt text, or a list of prompts (one choice each).")
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=64)] = Field(
+        description="Prompt text, or a list of 1-64 prompts (one choice each)."
+    )
     echo: bool = False
 
     @field_validator("prompt")

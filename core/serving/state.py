@@ -2,20 +2,26 @@
 
 `ServingState.generate` is how a domain route (finance score, medical draft) asks for a model output in-process;
 it goes through the same request building, batcher, limits and metrics as the OpenAI-style routes.
+
+API keys are looked up on every request (an indexed hash lookup; no cache, so a revoked key is refused at once).
+Failed keys are counted per client address (core.rate_limit); an address past `key_failures_per_minute` gets 429
+with Retry-After, without its key being checked, and each refusal is audited. A route admits the key roles it
+names (`key_roles`); the rest get 403.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import Engine
 
-from core.errors import DatabaseError, FinmedError, NotFoundError
+from core.errors import DatabaseError, FinmedError, NotFoundError, PermissionDenied, RateLimited
+from core.rate_limit import FailureLimiter
 from core.serving.batcher import ModelWorker
 from core.serving.config import ServeConfig, resolve_model_folder
 from core.serving.engine import GenRequest, LoadedModel
@@ -24,8 +30,6 @@ from core.serving.schemas import SamplingFields
 from core.serving.serving_metrics import ServingMetrics
 
 log = logging.getLogger("finmed.serving")
-
-KEY_CACHE_SECONDS = 30.0
 
 
 class Unauthorized(FinmedError):
@@ -40,6 +44,14 @@ class NotReady(FinmedError):
     http_status = 503
 
 
+@dataclass(frozen=True)
+class KeyIdentity:
+    """The client a request's API key belongs to and the role it acts as."""
+
+    name: str
+    role: str
+
+
 @dataclass
 class ServingState:
     """Everything the routes share: config, loaded workers, metrics, the key cache."""
@@ -51,7 +63,11 @@ class ServingState:
     workers: dict[str, ModelWorker] = field(default_factory=dict)
     ready: bool = False
     load_error: str | None = None
-    _keys: dict[str, float] = field(default_factory=dict)
+    key_failures: FailureLimiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.key_failures is None:
+            self.key_failures = FailureLimiter(f"{self.config.key_failures_per_minute}/minute", scope="api-key")
 
     def load_models(self) -> None:
         """Load every configured model (called once, in a background thread, at start-up)."""
@@ -97,22 +113,46 @@ class ServingState:
         req = build_request(worker, prompt, body, body.max_tokens)
         return await worker.run(req, body.timeout(worker.spec.timeout_s))
 
-    def check_key(self, key: str) -> None:
-        """Accept an active API key (cached for KEY_CACHE_SECONDS), else raise Unauthorized."""
-        from core.db.engine import session_scope
-        from core.serving.keys import hash_key, lookup_key
+    def check_key(self, key: str, *, client: str = "") -> KeyIdentity:
+        """The active API key's client and role; throttled per client address.
 
-        digest = hash_key(key)
-        now = time.monotonic()
-        if self._keys.get(digest, 0.0) > now:
-            return
+        Raises:
+            RateLimited: `client` sent too many unknown keys in the last minute (audited; the key is not checked).
+            Unauthorized: unknown or revoked key (counted against `client`).
+            DatabaseError: keys are required but no database is configured.
+        """
+        from core.audit.record import record_event
+        from core.db.engine import session_scope
+        from core.serving.keys import lookup_key
+
         if self.engine is None:
             raise DatabaseError("API keys are required but no database is configured")
+        limiter = self.key_failures
+        assert limiter is not None
+        address = client or "unknown"
+        if limiter.blocked(address):
+            wait = limiter.retry_after(address)
+            with session_scope(self.engine) as session:
+                payload = {"failures": limiter.failures(address), "retry_after": wait}
+                record_event(
+                    session,
+                    actor=f"client:{address}",
+                    action="api_key.throttled",
+                    subject_type="client",
+                    subject_id=address,
+                    payload=payload,
+                )
+            log.warning("api key throttled client=%s retry_after=%d", address, wait)
+            raise RateLimited(
+                f"too many invalid API keys from {address} ({limiter.rate}); retry in {wait} s", retry_after=wait
+            )
         with session_scope(self.engine) as session:
-            found = lookup_key(session, key=key) is not None
-        if not found:
-            raise Unauthorized("invalid API key; create one with `finmed serve keys add NAME`")
-        self._keys[digest] = now + KEY_CACHE_SECONDS
+            row = lookup_key(session, key=key)
+            identity = KeyIdentity(row.name, row.role) if row is not None else None
+        if identity is None:
+            limiter.fail(address)
+            raise Unauthorized("invalid API key; create one with `finmed serve keys add NAME --role ROLE`")
+        return identity
 
     def close(self) -> None:
         """Stop every worker thread."""
@@ -125,13 +165,29 @@ def get_state(request: Request) -> ServingState:
     return request.app.state.serving  # type: ignore[no-any-return]
 
 
-def require_key(request: Request) -> None:
-    """FastAPI dependency: a valid `Authorization: Bearer <key>` header, unless keys are switched off."""
+def require_key(request: Request) -> KeyIdentity | None:
+    """FastAPI dependency: a valid `Authorization: Bearer <key>` header (None when keys are switched off)."""
     state = get_state(request)
     if not state.config.require_api_key:
-        return
+        return None
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    state.check_key(key.strip())
+    client = request.client.host if request.client is not None else ""
+    return state.check_key(key.strip(), client=client)
+
+
+def key_roles(*roles: str) -> Callable[..., KeyIdentity | None]:
+    """A FastAPI dependency admitting keys that act as one of `roles` (admin keys always); others get 403.
+
+    Example: `@router.get("/metrics", dependencies=[Depends(key_roles("engineer"))])`.
+    """
+
+    def check(key: KeyIdentity | None = Depends(require_key)) -> KeyIdentity | None:
+        if key is not None and key.role != "admin" and key.role not in roles:
+            allowed = ", ".join((*roles, "admin"))
+            raise PermissionDenied(f"API key {key.name!r} acts as {key.role}; this route admits {allowed} keys")
+        return key
+
+    return check

@@ -7,19 +7,22 @@ the server serves (the finance adapter exported with `finmed export`), and that 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from core.errors import FinmedError
+from domains.finance.ingest import CANONICAL
+
+CanonicalField = Literal[CANONICAL]  # type: ignore[valid-type]  # so the OpenAPI document lists the names
 
 
 class ScoreRequest(BaseModel):
     """A batch of transactions with canonical field names (or `mapping` from canonical field to the given key)."""
 
     transactions: list[dict[str, Any]] = Field(..., min_length=1, description="Transaction objects.")
-    mapping: dict[str, str] = Field(default_factory=dict, description="Canonical field -> key in the objects.")
+    mapping: dict[CanonicalField, str] = Field(default_factory=dict, description="Canonical field -> given key.")
     llm_budget: int = Field(0, ge=0, description="Most transactions the LLM adjudicates.")
     model: str | None = Field(None, description="Served model that adjudicates (needed when llm_budget > 0).")
 
@@ -48,7 +51,7 @@ def make_router(numeric_model: Path | None = None, llm: Any = None) -> APIRouter
         import pandas as pd
 
         from domains.finance.cli import default_numeric_path
-        from domains.finance.ingest import CANONICAL, apply_mapping, validate
+        from domains.finance.ingest import apply_mapping, validate
         from domains.finance.numeric import NumericModel
         from domains.finance.pipeline import CascadePolicy, score_frame
 

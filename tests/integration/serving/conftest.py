@@ -85,3 +85,19 @@ def server(
     )
     with running_server(config, tmp_path_factory.mktemp("serve")) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def contract_server(tiny_genai_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The tiny model alone, with the key-failure limit out of a fuzzer's way (it sends invalid keys on purpose)."""
+    config = ServeConfig(models=[ModelSpec(name="tiny", path=tiny_genai_dir)], key_failures_per_minute=100_000)
+    with running_server(config, tmp_path_factory.mktemp("contract")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def throttled_server(tiny_genai_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The tiny model behind a key-failure limit of 3 a minute per client address."""
+    config = ServeConfig(models=[ModelSpec(name="tiny", path=tiny_genai_dir)], key_failures_per_minute=3)
+    with running_server(config, tmp_path_factory.mktemp("throttled")) as running:
+        yield running

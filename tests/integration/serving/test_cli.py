@@ -29,14 +29,14 @@ def _free_port() -> int:
 
 def test_serve_command_end_to_end(tiny_genai_dir: Path, tmp_path: Path) -> None:
     env = os.environ | {"FINMED_DATA_DIR": str(tmp_path / "var"), "PYTHONPATH": str(REPO)}
-    refused = _finmed("serve", "keys", "add", "bench", env=env)
+    refused = _finmed("serve", "keys", "add", "bench", "--role", "engineer", env=env)
     assert refused.returncode != 0 and "finmed db upgrade" in refused.stderr
     assert _finmed("db", "upgrade", env=env).returncode == 0
-    added = _finmed("serve", "keys", "add", "bench", env=env)
+    added = _finmed("serve", "keys", "add", "bench", "--role", "engineer", env=env)
     assert added.returncode == 0, added.stderr
     key = added.stdout.strip().splitlines()[-1]
     assert key.startswith("fm-")
-    again = _finmed("serve", "keys", "add", "bench", env=env)
+    again = _finmed("serve", "keys", "add", "bench", "--role", "engineer", env=env)
     assert again.returncode != 0 and "exists" in again.stderr
     listed = _finmed("serve", "keys", "list", env=env)
     assert "bench" in listed.stdout and key not in listed.stdout

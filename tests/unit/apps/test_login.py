@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from core.audit.tables import AuditEvent
 from core.auth.users import create_user
 from core.db.engine import get_engine, session_scope
 from core.db.migrate import upgrade
@@ -52,3 +54,20 @@ def test_unmigrated_database_says_what_to_run(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("FINMED_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     at = sign_in(AppTest.from_file(APP, default_timeout=60), "x", "y")
     assert len(at.error) == 1 and "finmed db upgrade" in at.error[0].value
+
+
+def test_repeated_wrong_passwords_lock_the_account(app_with_user: AppTest) -> None:
+    with session_scope(get_engine()) as session:
+        create_user(session, username="lockme", role="analyst", password="not-this-one-either")
+    at = app_with_user
+    for _ in range(10):
+        at = sign_in(at, "lockme", "wrong-password")
+        assert [e.value for e in at.error] == ["Unknown user or wrong password."]
+    at = sign_in(at, "lockme", "wrong-password")
+    assert len(at.error) == 1 and "account 'lockme' is locked until" in at.error[0].value
+    assert "finmed users unlock lockme" in at.error[0].value
+    with session_scope(get_engine()) as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.subject_id == "lockme").order_by(AuditEvent.id)
+        ).all()
+    assert actions[-2:] == ["user.locked", "login.refused"]  # the refusal's event was committed
