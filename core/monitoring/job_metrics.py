@@ -40,13 +40,8 @@ class JobCollector(Collector):
         now = datetime.now(UTC)
         with session_scope(self.engine) as session:
             counts = session.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)).all()
-            first_queued = dict(
-                session.execute(
-                    select(Job.kind, func.min(Job.created_at)).where(Job.status == "queued").group_by(Job.kind)
-                )
-                .tuples()
-                .all()
-            )
+            queued = select(Job.kind, func.min(Job.created_at)).where(Job.status == "queued").group_by(Job.kind)
+            first_queued = {kind: created for kind, created in session.execute(queued)}
             durations: dict[str, list[float]] = defaultdict(list)
             finished = session.execute(
                 select(Job.kind, Job.started_at, Job.finished_at).where(Job.status.in_(FINISHED))
