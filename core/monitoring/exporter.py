@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
@@ -99,15 +101,12 @@ def check_scrape_key(header: str, expected: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), expected.encode())
 
 
-def create_exporter_app(engine: Engine, data_dir: Path, *, scrape_key: str | None):  # type: ignore[no-untyped-def]
+def create_exporter_app(engine: Engine, data_dir: Path, *, scrape_key: str | None) -> FastAPI:
     """The exporter's FastAPI app: `/healthz` (open) and `/metrics` (Bearer scrape key when one is set).
 
     FastAPI rather than prometheus_client's start_http_server because the scrape key needs a check on every
     request, and the model server already runs FastAPI under uvicorn the same way.
     """
-    from fastapi import FastAPI, Request, Response
-    from fastapi.responses import JSONResponse
-
     registry = suite_registry(engine, data_dir)
     app = FastAPI(title="finmed metrics exporter", version="1")
 
