@@ -111,6 +111,7 @@ def collect_summary(settings: Settings, result: BootstrapResult) -> DemoSummary:
         "models": str(settings.models_dir.resolve()),
         "training runs": str(settings.runs_dir.resolve()),
         "vectors": settings.weaviate_url or str(Path(str(settings.lancedb_dir)).resolve()),
+        "logs of `finmed up`": str((settings.data_dir / "logs").resolve()),
         "server config": str(result.serve_config) if result.serve_config else "none (no model version registered)",
     }
     return summary
