@@ -25,9 +25,11 @@ up: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || echo "chromium not installed: browser tests will be skipped"
 
-# The compose file is validated with `docker-compose config` (no engine needed); without root it skips and says why.
+# The compose file is validated with `docker-compose config` and Prometheus's config with `promtool check config`
+# (Debian package prometheus; no engine needed); without root either skips and says why.
 compose:
 	@command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null 2>&1; } || echo "docker-compose not installed: the compose test will be skipped"
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null 2>&1; } || echo "promtool not installed (apt-get install prometheus): the Prometheus config test will be skipped"
 
 test: $(STAMP) browser compose
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -14,6 +15,7 @@ from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.finetune.cli import train as finetune_train
 from core.models.cli import app as model_app
+from core.monitoring.cli import app as metrics_app
 from core.quantize.cli import app as quantize_app
 from core.retrieval.cli import app as index_app
 from core.review.cli import app as review_app
@@ -34,6 +36,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 app.add_typer(index_app, name="index")
 app.add_typer(serve_app, name="serve")
+app.add_typer(metrics_app, name="metrics")
 app.command("train")(finetune_train)
 app.add_typer(quantize_app)  # top-level `export` and `quant-report`
 
@@ -62,18 +65,60 @@ def doctor() -> None:
 @app.command()
 def up(
     port: int = typer.Option(None, help="App port (default FINMED_APP_PORT)."),
-    address: str = typer.Option("127.0.0.1", help="Address the app listens on (0.0.0.0 inside a container)."),
-    prepare_only: bool = typer.Option(False, "--prepare-only", help="Migrate, prepare the model and admin, then exit."),
+    api_port: int = typer.Option(None, "--api-port", help="Model server port (default FINMED_API_PORT)."),
+    address: str = typer.Option("127.0.0.1", help="Address the app and server listen on (0.0.0.0 in a container)."),
+    tiny: bool = typer.Option(False, "--tiny", help="Bootstrap on the tiny random model (a quick look; tests)."),
+    prepare_only: bool = typer.Option(False, "--prepare-only", help="Run the bootstrap steps, then exit."),
+    only: str = typer.Option(
+        None,
+        "--only",
+        help="Skip the bootstrap and run just these children, comma-separated: server, worker, app "
+        "(compose runs one per container; the server's config is rewritten from the model registry).",
+    ),
 ) -> None:
-    """Prepare the embedded default (migrations, base model, first admin) and serve the app until Ctrl-C."""
-    from core.up import prepare, run_app
+    """Bootstrap the suite (migrate, base model, users, each domain's default models and demo data, server
+    config), then run the model server, the job worker and the app until Ctrl-C stops them together."""
+    from core.up import run_suite
 
     settings = get_settings()
-    password = prepare(settings)
-    if password:
-        console.print(f"created user admin; password (shown once): [bold]{password}[/]")
-    if not prepare_only:
-        raise typer.Exit(run_app(settings, port=port or settings.app_port, address=address))
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    names |= {g.name or "" for g in app.registered_groups}
+    raise typer.Exit(
+        run_suite(
+            settings,
+            commands=names,
+            app_port=port or settings.app_port,
+            api_port=api_port or settings.api_port,
+            address=address,
+            tiny=tiny,
+            prepare_only=prepare_only,
+            only=only,
+        )
+    )
+
+
+@app.command()
+def demo(
+    tiny: bool = typer.Option(False, "--tiny", help="On the tiny random model: the whole flow in a few minutes."),
+    json_path: Path = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
+) -> None:
+    """Run the bootstrap headless (train/register default models, load, score and draft the demo data, route it to
+    review), print a summary read back from the database, and exit (status 1 if the audit chain fails)."""
+    from core.bootstrap import bootstrap
+    from core.demo import collect_summary, render, write_summary
+    from core.up import print_passwords, progress_printer
+
+    settings = get_settings()
+    result = bootstrap(settings, tiny=tiny, progress=progress_printer())
+    print_passwords(result)
+    summary = collect_summary(settings, result)
+    result.engine.dispose()
+    render(summary, console)
+    if json_path is not None:
+        write_summary(summary, json_path)
+        console.print(f"summary: {json_path}")
+    if not summary.audit.get("ok"):
+        raise typer.Exit(1)
 
 
 def _mount_plugins() -> None:

@@ -68,7 +68,10 @@ class DomainPlugin:
         bootstrap: `finmed up` / `finmed demo` step: make the domain usable on a fresh install (train, export and
             register its default model versions if none is registered, index its corpora, load and process demo
             data, route outputs to review), skipping what is already done; returns summary counts for the demo.
-        extras: further named seams (prompt builders, parsers) other core packages look up.
+        extras: further named seams (prompt builders, parsers) other core packages look up. `outcome_counts`:
+            `(session) -> {measure: {value: count}}` of what the domain produced (finance `risk_level`, medical
+            `draft_state`), exported as `finmed_domain_outcomes` (core/monitoring/outcome_metrics.py) and printed
+            by `finmed demo`.
     """
 
     name: str

@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where models run.")
     app_port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit app started by `finmed up`.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the model server (`finmed serve`).")
+    metrics_port: int = Field(
+        9400, ge=1, le=65535, description="Port of the metrics exporter (`finmed metrics serve`)."
+    )
+    scrape_key: str | None = Field(
+        None,
+        description="Bearer key Prometheus sends to /metrics (the exporter checks it; `finmed metrics sync-key` "
+        "registers it with the model server). Comes from the environment, never from a file in the repo.",
+    )
     debug: bool = Field(False, description="Show tracebacks on errors.")
     finance_fit_threads: int = Field(
         1, ge=1, le=256, description="BLAS/OpenMP threads when the finance numeric model fits or scores."

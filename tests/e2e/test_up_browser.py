@@ -52,25 +52,29 @@ def wait_healthy(url: str, proc: subprocess.Popen[str], timeout: float = 120) ->
     raise AssertionError(f"{url} did not become healthy in {timeout}s")
 
 
-def test_up_login_and_clean_stop(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_up_login_and_clean_stop(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    env = {**os.environ, "FINMED_DATA_DIR": str(tmp_path / "var"), "FINMED_BASE_MODEL": str(tiny_model_dir)}
+    env = {**os.environ, "FINMED_DATA_DIR": str(tmp_path / "var")}
     finmed = shutil.which("finmed", path=str(Path(sys.executable).parent)) or "finmed"
     proc = subprocess.Popen(
-        [finmed, "up", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [finmed, "up", "--tiny", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         lines: list[str] = []
         assert proc.stdout is not None
-        while not any("finmed app: http" in line for line in lines):
+        while not any("app: ready at http" in line for line in lines):
             line = proc.stdout.readline()
             assert line, f"finmed up ended before printing its URL: {''.join(lines)}"
             lines.append(line)
         output = "".join(lines)
-        password = re.search(r"password \(shown once\): (\S+)", output).group(1)  # type: ignore[union-attr]
-        url = re.search(r"(http://127\.0\.0\.1:\d+)", output).group(1)  # type: ignore[union-attr]
+        password = re.search(r"user admin \(admin\); password \(shown once\): (\S+)", output).group(1)  # type: ignore[union-attr]
+        url = re.search(r"app: ready at (http://127\.0\.0\.1:\d+)", output).group(1)  # type: ignore[union-attr]
         wait_healthy(url, proc)
 
         with sync_playwright() as pw:

@@ -79,10 +79,10 @@ def test_missing_model_path(tmp_path: Path) -> None:
 
 def test_up_prepare_only_is_idempotent(tmp_path: Path, tiny_model_dir: Path) -> None:
     env = {"FINMED_DATA_DIR": str(tmp_path / "var"), "FINMED_BASE_MODEL": str(tiny_model_dir)}
-    first = run("up", "--prepare-only", env=env)
+    first = run("up", "--tiny", "--prepare-only", env=env)
     assert first.returncode == 0, first.stderr
     assert "password (shown once)" in first.stdout
-    second = run("up", "--prepare-only", env=env)
+    second = run("up", "--tiny", "--prepare-only", env=env)
     assert second.returncode == 0 and "password" not in second.stdout
     assert "admin" in run("users", "list", env=env).stdout
 
