@@ -34,7 +34,9 @@ def sync_scrape_key(session: Session, *, key: str | None) -> str:
     key = key.strip()
     row = session.scalar(select(ApiKey).where(ApiKey.name == KEY_NAME))
     if row is None:
-        session.add(ApiKey(name=KEY_NAME, key_hash=hash_key(key), key_hint=key[:7]))
+        session.add(
+            ApiKey(name=KEY_NAME, key_hash=hash_key(key), key_hint=key[:7], role="engineer")
+        )  # /metrics needs it
         session.flush()
         return "created"
     if row.key_hash == hash_key(key) and row.active:
