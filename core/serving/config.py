@@ -28,6 +28,12 @@ class ModelSpec(BaseModel):
     timeout_s: float = Field(60.0, gt=0, le=3600, description="A request still unanswered after this gets 504.")
     max_new_tokens_limit: int = Field(512, ge=1, description="Largest max_tokens a request may ask for.")
     max_prompt_tokens: int = Field(2048, ge=1, description="Longer prompts get 400 (before tokenising: 4 bytes/token).")
+    prefix_cache: Literal["off", "alone", "prefer"] = Field(
+        "alone",
+        description="Shared prompt prefixes (system turns) computed once: off; alone = when a request runs by itself; "
+        "prefer = requests with a cached prefix always run alone on it instead of joining a batch.",
+    )
+    prefix_slots: int = Field(2, ge=1, le=64, description="Cached prefixes kept per model (least recently used go).")
 
     @field_validator("name")
     @classmethod

@@ -53,12 +53,37 @@ class ServingState:
     load_error: str | None = None
     _keys: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def in_process(cls, models: dict[str, Path], **spec_fields: Any) -> ServingState:
+        """A loaded state serving `models` (name -> exported folder) to this process only: no HTTP, no API keys.
+
+        `spec_fields` are ModelSpec fields applied to every model (max_batch_size, prefix_cache, ...).
+
+        Raises:
+            FinmedError: a folder could not be loaded (the message names it).
+        """
+        from core.serving.config import ModelSpec
+
+        specs = [ModelSpec(name=name, path=Path(folder), **spec_fields) for name, folder in models.items()]
+        state = cls(config=ServeConfig(models=specs, require_api_key=False, device="cpu"), models_dir=Path("."),
+                    engine=None)  # fmt: skip
+        state.load_models()
+        if not state.ready:
+            raise FinmedError(state.load_error or "models did not load")
+        return state
+
     def load_models(self) -> None:
         """Load every configured model (called once, in a background thread, at start-up)."""
         try:
             for spec in self.config.models:
                 folder = resolve_model_folder(spec, self.models_dir)
-                model = LoadedModel(spec.name, folder, device=self.config.device)
+                model = LoadedModel(
+                    spec.name,
+                    folder,
+                    device=self.config.device,
+                    prefix_slots=0 if spec.prefix_cache == "off" else spec.prefix_slots,
+                    max_slot_tokens=spec.max_prompt_tokens + spec.max_new_tokens_limit,
+                )
                 self.metrics.model_load_seconds.labels(spec.name, model.device).set(model.load_seconds)
                 self.metrics.model_memory_bytes.labels(spec.name).set(model.memory_bytes)
                 self.workers[spec.name] = ModelWorker(model, spec, self.metrics)
@@ -96,6 +121,16 @@ class ServingState:
         body = SamplingFields(model=model, **options)
         req = build_request(worker, prompt, body, body.max_tokens)
         return await worker.run(req, body.timeout(worker.spec.timeout_s))
+
+    def generate_blocking(self, model: str, prompt: str, **options: Any) -> GenRequest:
+        """`generate` for callers without an event loop (a thread of the HTTP server, a CLI, a benchmark).
+
+        Same request building, batcher, limits and metrics as `generate`.
+        """
+        worker = self.worker(model)
+        body = SamplingFields(model=model, **options)
+        req = build_request(worker, prompt, body, body.max_tokens)
+        return worker.run_blocking(req, body.timeout(worker.spec.timeout_s))
 
     def check_key(self, key: str) -> None:
         """Accept an active API key (cached for KEY_CACHE_SECONDS), else raise Unauthorized."""
