@@ -233,15 +233,35 @@ class ModelWorker:
             QueueFull: the queue is full.
             RequestTimeout: not finished within `timeout_s`; the request is cancelled.
         """
-        pending = self.submit(req)
-        if not pending.done.wait(timeout=timeout_s):
-            self.withdraw(pending)
-            raise RequestTimeout(
-                f"model {self.spec.name!r} did not answer within {timeout_s:g} s; retry, or raise timeout_s"
-            )
-        if pending.error is not None:
-            raise pending.error
-        return req
+        return self.run_many_blocking([req], timeout_s)[0]
+
+    def run_many_blocking(self, reqs: list[GenRequest], timeout_s: float) -> list[GenRequest]:
+        """Queue every request of `reqs` (so they can share batches), then wait for all of them.
+
+        Raises:
+            QueueFull: the queue filled up (requests already queued are withdrawn).
+            RequestTimeout: not all finished within `timeout_s`; the unfinished ones are cancelled.
+        """
+        pendings: list[_Pending] = []
+        try:
+            for req in reqs:
+                pendings.append(self.submit(req))
+        except QueueFull:
+            for p in pendings:
+                self.withdraw(p)
+            raise
+        deadline = time.perf_counter() + timeout_s
+        for p in pendings:
+            if not p.done.wait(timeout=max(0.0, deadline - time.perf_counter())):
+                for other in pendings:
+                    self.withdraw(other)
+                raise RequestTimeout(
+                    f"model {self.spec.name!r} did not answer within {timeout_s:g} s; retry, or raise timeout_s"
+                )
+        for p in pendings:
+            if p.error is not None:
+                raise p.error
+        return reqs
 
     def open_stream(self, req: GenRequest, timeout_s: float) -> AsyncIterator[str]:
         """Queue `req` now and return an iterator over its text as it is generated.

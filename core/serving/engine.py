@@ -62,6 +62,15 @@ class Constraint:
         if self.kind not in GUIDANCE_KINDS:
             raise ValidationError(f"unknown constraint kind {self.kind!r}: choose one of {', '.join(GUIDANCE_KINDS)}")
 
+    @classmethod
+    def json(cls, schema: dict[str, Any] | str) -> Constraint:
+        """A json_schema constraint writing compact JSON (llguidance's whitespace_flexible off, as OpenAI's is)."""
+        parsed = json.loads(schema) if isinstance(schema, str) else dict(schema)
+        if not isinstance(parsed, dict):
+            raise ValidationError("a JSON schema is a JSON object")
+        parsed.setdefault("x-guidance", {"whitespace_flexible": False})
+        return cls("json_schema", json.dumps(parsed))
+
     def guidance(self) -> tuple[str, str]:
         """(guidance type, grammar text) as `GeneratorParams.set_guidance` takes them."""
         if self.kind == "choice":

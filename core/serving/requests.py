@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from core.errors import ValidationError
 from core.serving.batcher import ModelWorker
@@ -11,7 +12,15 @@ from core.serving.schemas import SamplingFields
 
 DEFAULT_MAX_TOKENS = 16
 CHARS_PER_TOKEN = 4  # prompts longer than max_prompt_tokens * this are refused before tokenising
-ANY_JSON_OBJECT = '{"type": "object"}'
+
+
+def _json(schema: dict[str, Any] | str, where: str) -> Constraint:
+    try:
+        return Constraint.json(schema)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{where}: not valid JSON ({exc.msg})") from None
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
 
 
 def constraint_of(body: SamplingFields) -> Constraint | None:
@@ -27,17 +36,16 @@ def constraint_of(body: SamplingFields) -> Constraint | None:
     if body.guided_choice:
         asked.append(Constraint("choice", tuple(body.guided_choice)))
     if body.guided_json is not None:
-        schema = body.guided_json if isinstance(body.guided_json, str) else json.dumps(body.guided_json)
-        asked.append(Constraint("json_schema", schema))
+        asked.append(_json(body.guided_json, "guided_json"))
     if body.guided_grammar:
         asked.append(Constraint("lark_grammar", body.guided_grammar))
     fmt = body.response_format
     if fmt is not None and fmt.type == "json_schema":
         if fmt.json_schema is None:
             raise ValidationError("response_format.json_schema: give {name, schema} with type json_schema")
-        asked.append(Constraint("json_schema", json.dumps(fmt.json_schema.schema_)))
+        asked.append(_json(fmt.json_schema.schema_, "response_format.json_schema.schema"))
     elif fmt is not None and fmt.type == "json_object":
-        asked.append(Constraint("json_schema", ANY_JSON_OBJECT))
+        asked.append(Constraint.json({"type": "object"}))
     if len(asked) > 1:
         raise ValidationError(
             "give one of guided_regex, guided_choice, guided_json, guided_grammar or response_format, not several"

@@ -54,6 +54,11 @@ def _usage(reqs: list[GenRequest]) -> dict[str, Any]:
     }
 
 
+def _scores(req: GenRequest) -> dict[str, Any]:
+    """finmed extension: {"token_scores": [...]} when the request asked for score_token_ids."""
+    return {} if req.first_scores is None else {"token_scores": [float(x) for x in req.first_scores]}
+
+
 def _include_usage(body: SamplingFields) -> bool:
     return body.stream_options is not None and body.stream_options.include_usage
 
@@ -186,6 +191,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
             "model": body.model,
             "choices": [
                 {"index": i, "text": r.text, "logprobs": _text_logprobs(worker, r), "finish_reason": r.finish_reason}
+                | _scores(r)
                 for i, r in enumerate(reqs)
             ],
             "usage": _usage(reqs),

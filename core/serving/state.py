@@ -132,6 +132,23 @@ class ServingState:
         req = build_request(worker, prompt, body, body.max_tokens)
         return worker.run_blocking(req, body.timeout(worker.spec.timeout_s))
 
+    def generate_many_blocking(
+        self, model: str, prompts: list[str], options: list[dict[str, Any]] | dict[str, Any] | None = None
+    ) -> list[GenRequest]:
+        """Several prompts at once (queued together, so the batcher may batch them), without an event loop.
+
+        Args:
+            options: sampling fields for every prompt (one dict) or per prompt (a list as long as `prompts`).
+        """
+        worker = self.worker(model)
+        per = options if isinstance(options, list) else [options or {}] * len(prompts)
+        if len(per) != len(prompts):
+            raise ValueError("options: give one dict per prompt")
+        bodies = [SamplingFields(model=model, **o) for o in per]
+        reqs = [build_request(worker, p, b, b.max_tokens) for p, b in zip(prompts, bodies, strict=True)]
+        timeout = max((b.timeout(worker.spec.timeout_s) for b in bodies), default=worker.spec.timeout_s)
+        return worker.run_many_blocking(reqs, timeout)
+
     def check_key(self, key: str) -> None:
         """Accept an active API key (cached for KEY_CACHE_SECONDS), else raise Unauthorized."""
         from core.db.engine import session_scope
