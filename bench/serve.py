@@ -160,7 +160,7 @@ class Server:
             "models:\n"
             f"  - name: bench\n    path: {onnx_dir}\n    max_batch_size: {max_batch_size}\n"
             f"    max_wait_ms: {max_wait_ms}\n    max_queue: 4096\n    timeout_s: 600\n"
-            f"    prefix_cache: {prefix_cache}\n    max_prompt_tokens: 1536\n"
+            f"    prefix_cache: '{prefix_cache}'\n    max_prompt_tokens: 1536\n"
         )
         self._cli("db", "upgrade")
         self.key = self._cli("serve", "keys", "add", "bench").strip().splitlines()[-1]

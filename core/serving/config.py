@@ -35,6 +35,16 @@ class ModelSpec(BaseModel):
     )
     prefix_slots: int = Field(2, ge=1, le=64, description="Cached prefixes kept per model (least recently used go).")
 
+    @field_validator("prefix_cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        """YAML reads a bare `off` as false (and `on` as true)."""
+        if value is False:
+            return "off"
+        if value is True:
+            return "alone"
+        return value
+
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:

@@ -301,6 +301,15 @@ class LoadedModel:
             params.set_guidance(*first.constraint.guidance())
         return params
 
+    def _generator(self, params: Any) -> Any:
+        """A Generator for `params`; a grammar the runtime rejects becomes a ValidationError naming the cause."""
+        try:
+            return self._og.Generator(self.model, params)
+        except RuntimeError as exc:
+            raise ValidationError(
+                f"model {self.name!r} cannot decode under this constraint: {_first_line(exc)}"
+            ) from None
+
     def _check_length(self, prompt_len: int, new: int) -> None:
         if prompt_len + new > self.context_length:
             raise ValidationError(
@@ -325,7 +334,7 @@ class LoadedModel:
             ids[i, : len(req.prompt_ids)] = req.prompt_ids
         min_length = longest + max(r.min_new_tokens for r in batch) if first.min_new_tokens > 0 else 0
         params = self._params(first, batch_size=len(batch), max_length=max_length, min_length=min_length)
-        generator = self._og.Generator(self.model, params)
+        generator = self._generator(params)
         self._start(batch)
         generator.append_tokens(ids)
         self._decode(generator, batch)
@@ -362,7 +371,7 @@ class LoadedModel:
             self._slots.move_to_end(key)
             return slot
         params = self._params(req, batch_size=1, max_length=self.max_slot_tokens)
-        generator = self._og.Generator(self.model, params)
+        generator = self._generator(params)
         generator.append_tokens(np.asarray([prefix], dtype=np.int32))  # computed once for every later request
         slot = PrefixSlot(prefix=prefix, generator=generator, max_length=self.max_slot_tokens)
         self._slots[key] = slot
@@ -397,7 +406,10 @@ class LoadedModel:
                 for i, row in enumerate(rows):
                     if row.live and row.req.wants_logits:
                         row.observe(logits[i], step)
-            generator.generate_next_token()
+            try:
+                generator.generate_next_token()
+            except RuntimeError as exc:  # e.g. a grammar the tokenizer cannot spell; the runtime says which
+                raise FinmedError(f"model {self.name!r}: generation failed: {_first_line(exc)}") from None
             tokens = generator.get_next_tokens()  # (batch,)
             now = time.perf_counter()
             for i, row in enumerate(rows):
@@ -407,6 +419,10 @@ class LoadedModel:
         for row in rows:
             if row.live:
                 row.finish("length")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _rss_bytes() -> int:
