@@ -151,7 +151,14 @@ class Server:
     """`finmed serve` in a subprocess with its own data folder, database and API key."""
 
     def __init__(
-        self, onnx_dir: Path, work: Path, *, max_batch_size: int, max_wait_ms: float, prefix_cache: str
+        self,
+        onnx_dir: Path,
+        work: Path,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        prefix_cache: str,
+        spinning: bool = True,
     ) -> None:
         self.work = work
         self.env = os.environ | {"FINMED_DATA_DIR": str(work / "var"), "PYTHONPATH": str(REPO)}
@@ -161,6 +168,7 @@ class Server:
             f"  - name: bench\n    path: {onnx_dir}\n    max_batch_size: {max_batch_size}\n"
             f"    max_wait_ms: {max_wait_ms}\n    max_queue: 4096\n    timeout_s: 600\n"
             f"    prefix_cache: '{prefix_cache}'\n    max_prompt_tokens: 1536\n"
+            f"    ort_spinning: {'true' if spinning else 'false'}\n"
         )
         self._cli("db", "upgrade")
         self.key = self._cli("serve", "keys", "add", "bench").strip().splitlines()[-1]
@@ -573,6 +581,7 @@ def main() -> None:
     parser.add_argument("--constrained-prompts", type=int, default=200)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--allow-busy", action="store_true", help="run even when the load average is >= 1")
+    parser.add_argument("--no-spin", action="store_true", help="servers with ONNX Runtime's thread spinning off")
     args = parser.parse_args()
     machine = require_quiet(allow_busy=args.allow_busy)
     levels = [1, 16] if args.quick else [int(x) for x in args.levels.split(",")]
@@ -591,7 +600,10 @@ def main() -> None:
         mbs = args.max_batch_size if batching else 1
         print(f"{name} (max_batch_size {mbs}, prefix_cache {prefix}):", flush=True)
         with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
-            server = Server(onnx_dir, Path(tmp), max_batch_size=mbs, max_wait_ms=args.max_wait_ms, prefix_cache=prefix)
+            server = Server(
+                onnx_dir, Path(tmp), max_batch_size=mbs, max_wait_ms=args.max_wait_ms, prefix_cache=prefix,
+                spinning=not args.no_spin,
+            )  # fmt: skip
             try:
                 results[name] = asyncio.run(bench_server(server, mix, levels, n_for, drafts_c1))
             finally:

@@ -33,7 +33,22 @@ class ModelSpec(BaseModel):
         description="Shared prompt prefixes (system turns) computed once: off; alone = when a request runs by itself; "
         "prefer = requests with a cached prefix always run alone on it instead of joining a batch.",
     )
+    ort_spinning: bool = Field(
+        True,
+        description="ONNX Runtime's intra-op threads spin between ops (its default); false frees the cores for the "
+        "event loop and other models at some per-step latency.",
+    )
+    intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime threads; empty = all cores.")
     prefix_slots: int = Field(2, ge=1, le=64, description="Cached prefixes kept per model (least recently used go).")
+
+    def session_options(self) -> dict[str, object]:
+        """ONNX Runtime session options this spec asks for (laid over the folder's genai_config)."""
+        options: dict[str, object] = {}
+        if not self.ort_spinning:
+            options["session.intra_op.allow_spinning"] = "0"
+        if self.intra_op_threads is not None:
+            options["intra_op_num_threads"] = self.intra_op_threads
+        return options
 
     @field_validator("prefix_cache", mode="before")
     @classmethod

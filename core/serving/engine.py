@@ -229,10 +229,19 @@ class LoadedModel:
         device: auto, cpu or cuda.
         prefix_slots: cached prefixes kept (least recently used dropped first); 0 switches prefix reuse off.
         max_slot_tokens: the longest sequence a prefix slot holds (its attention cache is allocated to this size).
+        session_options: ONNX Runtime session options laid over the folder's genai_config (intra_op_num_threads,
+            "session.intra_op.allow_spinning": "0", ...).
     """
 
     def __init__(
-        self, name: str, folder: Path, *, device: str = "auto", prefix_slots: int = 4, max_slot_tokens: int = 0
+        self,
+        name: str,
+        folder: Path,
+        *,
+        device: str = "auto",
+        prefix_slots: int = 4,
+        max_slot_tokens: int = 0,
+        session_options: dict[str, Any] | None = None,
     ) -> None:
         og = import_genai()
         self.name = name
@@ -240,6 +249,8 @@ class LoadedModel:
         rss_before = _rss_bytes()
         started = time.perf_counter()
         config = og.Config(str(self.folder))
+        if session_options:
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": session_options}}}))
         if device == "cuda" or (device == "auto" and og.is_cuda_available()):
             config.clear_providers()
             config.append_provider("cuda")

@@ -83,6 +83,7 @@ class ServingState:
                     device=self.config.device,
                     prefix_slots=0 if spec.prefix_cache == "off" else spec.prefix_slots,
                     max_slot_tokens=spec.max_prompt_tokens + spec.max_new_tokens_limit,
+                    session_options=spec.session_options(),
                 )
                 self.metrics.model_load_seconds.labels(spec.name, model.device).set(model.load_seconds)
                 self.metrics.model_memory_bytes.labels(spec.name).set(model.memory_bytes)

@@ -58,3 +58,9 @@ def test_prefix_cache_reads_yaml_off_and_names_bad_values(tmp_path: Path) -> Non
     path.write_text("models:\n  - name: m\n    prefix_cache: always\n")
     with pytest.raises(ValidationError, match="models.0.prefix_cache"):
         load_serve_config(path)
+
+
+def test_runtime_thread_options_become_session_options() -> None:
+    assert ModelSpec(name="x").session_options() == {}
+    spec = ModelSpec(name="x", ort_spinning=False, intra_op_threads=1)
+    assert spec.session_options() == {"session.intra_op.allow_spinning": "0", "intra_op_num_threads": 1}
