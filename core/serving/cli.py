@@ -32,7 +32,11 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default: config port or FINMED_API_PORT)."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Do not require API keys (loopback experiments only)."),
 ) -> None:
-    """Load the models and serve /v1/completions, /v1/chat/completions, /metrics, /healthz, /readyz."""
+    """Load the models and serve /v1/models, /v1/completions, /v1/chat/completions, /metrics, /healthz, /readyz.
+
+    Requests are batched per model (max_batch_size, max_wait_ms) and a chat's system turn is computed once and
+    reused (prefix_cache); outputs can be constrained (guided_regex / guided_choice / guided_json / response_format).
+    """
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn

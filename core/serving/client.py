@@ -34,6 +34,9 @@ class Completion:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    token_scores: tuple[float, ...] | None = None  # log-probabilities of the asked score_token_ids (first position)
+    logprobs: dict[str, Any] | None = None
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -63,8 +66,15 @@ def _delay(response: httpx.Response | None, attempt: int, backoff_s: float) -> f
 def _completion(body: dict[str, Any]) -> Completion:
     choice, usage = body["choices"][0], body.get("usage") or {}
     text = choice["message"]["content"] if "message" in choice else choice["text"]
+    scores = choice.get("token_scores")
     return Completion(
-        text, choice.get("finish_reason"), usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        text,
+        choice.get("finish_reason"),
+        usage.get("prompt_tokens", 0),
+        usage.get("completion_tokens", 0),
+        cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
+        token_scores=None if scores is None else tuple(scores),
+        logprobs=choice.get("logprobs"),
     )
 
 
@@ -78,6 +88,8 @@ def _sse_deltas(lines: Iterator[str]) -> Iterator[str]:
         chunk = json.loads(data)
         if "error" in chunk:
             raise ServingError(chunk["error"]["message"])
+        if not chunk["choices"]:  # the usage chunk of stream_options.include_usage
+            continue
         choice = chunk["choices"][0]
         piece = choice["delta"].get("content") if "delta" in choice else choice.get("text")
         if piece:

@@ -28,6 +28,37 @@ class ModelSpec(BaseModel):
     timeout_s: float = Field(60.0, gt=0, le=3600, description="A request still unanswered after this gets 504.")
     max_new_tokens_limit: int = Field(512, ge=1, description="Largest max_tokens a request may ask for.")
     max_prompt_tokens: int = Field(2048, ge=1, description="Longer prompts get 400 (before tokenising: 4 bytes/token).")
+    prefix_cache: Literal["off", "alone", "prefer"] = Field(
+        "alone",
+        description="Shared prompt prefixes (system turns) computed once: off; alone = when a request runs by itself; "
+        "prefer = requests with a cached prefix always run alone on it instead of joining a batch.",
+    )
+    ort_spinning: bool = Field(
+        True,
+        description="ONNX Runtime's intra-op threads spin between ops (its default); false frees the cores for the "
+        "event loop and other models at some per-step latency.",
+    )
+    intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime threads; empty = all cores.")
+    prefix_slots: int = Field(2, ge=1, le=64, description="Cached prefixes kept per model (least recently used go).")
+
+    def session_options(self) -> dict[str, object]:
+        """ONNX Runtime session options this spec asks for (laid over the folder's genai_config)."""
+        options: dict[str, object] = {}
+        if not self.ort_spinning:
+            options["session.intra_op.allow_spinning"] = "0"
+        if self.intra_op_threads is not None:
+            options["intra_op_num_threads"] = self.intra_op_threads
+        return options
+
+    @field_validator("prefix_cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        """YAML reads a bare `off` as false (and `on` as true)."""
+        if value is False:
+            return "off"
+        if value is True:
+            return "alone"
+        return value
 
     @field_validator("name")
     @classmethod

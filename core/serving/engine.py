@@ -1,16 +1,31 @@
-"""Generation on ONNX Runtime GenAI: load named model folders, run one static batch with KV cache per call.
+"""The one generation path of finmed: load an ONNX Runtime GenAI folder, generate (batched or with a cached prefix),
+stream, and score prompts. Every model output — the HTTP server, finance adjudication, medical drafts, quant-report
+measurements, benchmarks — runs through `LoadedModel` here; `_decode` is the only decode loop in the code base.
 
-The dynamic batcher (core/serving/batcher.py) decides which requests share a batch; this module only runs them.
-Rows are right-padded with the tokenizer's pad id, which onnxruntime-genai turns into the attention mask, so a
-greedy row gives the same tokens alone or in a batch (tests/integration/serving asserts it).
+Two ways to run requests, both on onnxruntime-genai's `Generator`:
+- `generate(batch)`: one static batch, rows right-padded with the pad id (the runtime turns it into the attention
+  mask, so a greedy row gives the same tokens alone or in a batch).
+- `generate_cached(req)`: one request whose leading tokens are a shared prefix (the system turn of a finance or
+  medical prompt). The prefix is appended once to a batch-1 generator kept in a small LRU (`PrefixSlot`); each
+  request rewinds that generator to the end of the prefix (`Generator.rewind_to`, which rolls the guidance state
+  back too) and appends only its own tail, so the prefix's attention cache is computed once, not per request.
+
+Why not og.Engine (0.18)? Its CPU scheduler is static batches of at most 4 (`get_capabilities()`), its prefix cache
+needs paged attention (CUDA only), `TurnUsage.cached_prompt_tokens` stays 0 on CPU, and multi-turn reuse of a
+Request (`begin_turn` after `rewind_to_start_of_turn`) refuses to run with more than one resident request ("Static
+Engine Request rewind requires exactly one resident Request"): a cached prefix would cap the server at batch 1, as
+the Generator does, with less control over logits (logprobs, level distributions). The batcher
+(core/serving/batcher.py) decides which requests share a batch and when a request takes the cached-prefix path.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +34,9 @@ from typing import Any
 import numpy as np
 
 from core.errors import FinmedError, ValidationError
+
+MIN_PREFIX_TOKENS = 8  # shorter shared prefixes are not worth a slot
+GUIDANCE_KINDS = ("regex", "choice", "json_schema", "lark_grammar")
 
 
 def import_genai() -> Any:
@@ -31,30 +49,46 @@ def import_genai() -> Any:
 
 @dataclass(frozen=True)
 class Constraint:
-    """Constrained output: `regex` (a pattern the whole output matches) or `choice` (one of the listed strings).
+    """Constrained output, decoded under onnxruntime-genai's guidance (llguidance).
 
-    Both run through onnxruntime-genai's guidance (llguidance) as a regex; a choice list becomes an escaped
-    alternation.
+    `kind` is regex (the whole output matches `value`), choice (one of the strings in `value`), json_schema (a JSON
+    document valid against the schema text in `value`) or lark_grammar.
     """
 
     kind: str
     value: str | tuple[str, ...]
 
-    def as_regex(self) -> str:
-        """The regex handed to the runtime's guidance."""
-        if self.kind == "regex":
-            return str(self.value)
-        import re
+    def __post_init__(self) -> None:
+        if self.kind not in GUIDANCE_KINDS:
+            raise ValidationError(f"unknown constraint kind {self.kind!r}: choose one of {', '.join(GUIDANCE_KINDS)}")
 
-        return "(" + "|".join(re.escape(c) for c in self.value) + ")"
+    @classmethod
+    def json(cls, schema: dict[str, Any] | str) -> Constraint:
+        """A json_schema constraint writing compact JSON (llguidance's whitespace_flexible off, as OpenAI's is)."""
+        parsed = json.loads(schema) if isinstance(schema, str) else dict(schema)
+        if not isinstance(parsed, dict):
+            raise ValidationError("a JSON schema is a JSON object")
+        parsed.setdefault("x-guidance", {"whitespace_flexible": False})
+        return cls("json_schema", json.dumps(parsed))
+
+    def guidance(self) -> tuple[str, str]:
+        """(guidance type, grammar text) as `GeneratorParams.set_guidance` takes them."""
+        if self.kind == "choice":
+            return "regex", "(" + "|".join(re.escape(c) for c in self.value) + ")"
+        return self.kind, str(self.value)
 
 
 @dataclass(eq=False)
 class GenRequest:
-    """One request inside a batch: inputs, sampling, and the result fields the engine fills in.
+    """One request: inputs, sampling, and the result fields the engine fills in.
 
     Attributes:
         prompt_ids: (prompt_len,) int32 token ids.
+        prefix_len: leading prompt tokens shared with other requests (a system turn); > 0 lets the request reuse a
+            cached prefix when it runs alone.
+        logprobs: record each generated token's log-probability (and the `top_logprobs` best alternatives).
+        score_token_ids: token ids whose log-probabilities at the first generated position are recorded in
+            `first_scores` (the finance level digits).
         on_text: called from the engine thread with each new piece of text (streaming); None to skip.
         on_finish: called from the engine thread as soon as this row is finished.
         cancelled: set by the server when the client went away or the request timed out.
@@ -70,6 +104,10 @@ class GenRequest:
     top_k: int = 50
     seed: int | None = None
     constraint: Constraint | None = None
+    prefix_len: int = 0
+    logprobs: bool = False
+    top_logprobs: int = 0
+    score_token_ids: tuple[int, ...] = ()
     on_text: Callable[[str], object] | None = None
     on_finish: Callable[[], object] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -77,6 +115,10 @@ class GenRequest:
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
+    cached_tokens: int = 0
+    token_logprobs: list[float] = field(default_factory=list)
+    top: list[dict[int, float]] = field(default_factory=list)
+    first_scores: np.ndarray | None = None
     started_at: float | None = None
     first_token_at: float | None = None
     token_times: list[float] = field(default_factory=list)
@@ -84,6 +126,11 @@ class GenRequest:
     def __post_init__(self) -> None:
         if self.constraint is not None:
             self.min_new_tokens = 0  # the constraint decides where the output ends
+
+    @property
+    def wants_logits(self) -> bool:
+        """True when the decode loop must read the logits (logprobs or first-position scores)."""
+        return self.logprobs or bool(self.score_token_ids)
 
     def batch_key(self) -> tuple[Any, ...]:
         """Requests may share a batch only when their search options and constraint are the same."""
@@ -106,6 +153,19 @@ class _Row:
         self.emitted = 0  # characters of req.text already handed to on_text
         self.hold = max((len(s) for s in req.stop), default=1) - 1
 
+    @property
+    def live(self) -> bool:
+        return self.req.finish_reason is None and not self.req.cancelled.is_set()
+
+    def observe(self, logits: np.ndarray, step: int) -> None:
+        """Record log-probabilities from this row's next-token logits, shape (vocab,), before the token is chosen."""
+        req = self.req
+        logz = float(np.logaddexp.reduce(logits.astype(np.float64)))
+        if step == 0 and req.score_token_ids:
+            req.first_scores = logits[list(req.score_token_ids)].astype(np.float64) - logz
+        if req.logprobs:
+            self._pending = logits.astype(np.float64) - logz  # (vocab,) log-softmax
+
     def push(self, token: int, now: float) -> None:
         req = self.req
         if req.first_token_at is None:
@@ -113,22 +173,33 @@ class _Row:
         req.token_times.append(now)
         if token in self.eos_ids:
             req.finish_reason = "stop"
-            self._flush(final=True)
+            self.finish()
             return
         req.token_ids.append(token)
+        if req.logprobs:
+            logp = self._pending
+            req.token_logprobs.append(float(logp[token]))
+            if req.top_logprobs:
+                best = np.argpartition(-logp, req.top_logprobs)[: req.top_logprobs]
+                req.top.append({int(t): float(logp[t]) for t in best[np.argsort(-logp[best])]})
         req.text += self.stream.decode(token)
         for stop in req.stop:
             cut = req.text.find(stop)
             if cut >= 0:
                 req.text = req.text[:cut]
                 req.finish_reason = "stop"
-                self._flush(final=True)
+                self.finish()
                 return
         if len(req.token_ids) >= req.max_new_tokens:
             req.finish_reason = "length"
-            self._flush(final=True)
+            self.finish()
             return
         self._flush(final=False)
+
+    def finish(self, reason: str | None = None) -> None:
+        if reason is not None and self.req.finish_reason is None:
+            self.req.finish_reason = reason
+        self._flush(final=True)
 
     def _flush(self, final: bool) -> None:
         upto = len(self.req.text) if final else max(self.emitted, len(self.req.text) - self.hold)
@@ -139,16 +210,47 @@ class _Row:
             self.req.on_finish()  # answer this row now, while longer rows of the batch keep generating
 
 
-class LoadedModel:
-    """One ONNX Runtime GenAI model folder loaded under a version name."""
+@dataclass(eq=False)
+class PrefixSlot:
+    """A batch-1 generator holding one shared prefix's attention cache, for requests with the same search options."""
 
-    def __init__(self, name: str, folder: Path, *, device: str = "auto") -> None:
+    prefix: tuple[int, ...]
+    generator: Any
+    max_length: int
+    uses: int = 0
+
+
+class LoadedModel:
+    """One ONNX Runtime GenAI model folder loaded under a version name.
+
+    Args:
+        name: version name.
+        folder: the exported folder (genai_config.json inside).
+        device: auto, cpu or cuda.
+        prefix_slots: cached prefixes kept (least recently used dropped first); 0 switches prefix reuse off.
+        max_slot_tokens: the longest sequence a prefix slot holds (its attention cache is allocated to this size).
+        session_options: ONNX Runtime session options laid over the folder's genai_config (intra_op_num_threads,
+            "session.intra_op.allow_spinning": "0", ...).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        folder: Path,
+        *,
+        device: str = "auto",
+        prefix_slots: int = 4,
+        max_slot_tokens: int = 0,
+        session_options: dict[str, Any] | None = None,
+    ) -> None:
         og = import_genai()
         self.name = name
         self.folder = Path(folder)
         rss_before = _rss_bytes()
         started = time.perf_counter()
         config = og.Config(str(self.folder))
+        if session_options:
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": session_options}}}))
         if device == "cuda" or (device == "auto" and og.is_cuda_available()):
             config.clear_providers()
             config.append_provider("cuda")
@@ -161,73 +263,177 @@ class LoadedModel:
             raise FinmedError(f"model {name!r}: cannot load {self.folder}: {str(exc).splitlines()[0]}") from None
         self.tokenizer = og.Tokenizer(self.model)
         self.load_seconds = time.perf_counter() - started
+        self.loaded_at = time.time()
         self.memory_bytes = max(0, _rss_bytes() - rss_before)
         genai = json.loads((self.folder / "genai_config.json").read_text(encoding="utf-8"))
         self.context_length = int(genai["model"]["context_length"])
         eos = genai["model"]["eos_token_id"]
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.pad_id = int(genai["model"].get("pad_token_id", 0))
+        self.vocab_size = int(genai["model"].get("vocab_size", 0))
+        self.prefix_slots = prefix_slots
+        self.max_slot_tokens = min(self.context_length, max_slot_tokens or self.context_length)
+        self._slots: OrderedDict[tuple[Any, ...], PrefixSlot] = OrderedDict()
         self._og = og
 
+    # ---- text -----------------------------------------------------------------------------------------------------
     def encode(self, text: str) -> np.ndarray:
         """(prompt_len,) int32 token ids for `text`."""
         return np.asarray(self.tokenizer.encode(text), dtype=np.int32)
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        """Render chat messages with the folder's chat template, ending with the assistant's turn."""
-        return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids."""
+        return str(self.tokenizer.decode(np.asarray(ids, dtype=np.int32)))
 
-    def generate(self, batch: list[GenRequest]) -> None:
-        """Run `batch` to completion (or until every row is finished or cancelled), filling each request.
+    def chat_prompt(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """Render chat messages with the folder's chat template (ending with the assistant's turn by default)."""
+        return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=add_generation_prompt)
 
-        All requests must share `batch_key()`. Rows are right-padded to the longest prompt.
+    def shared_prefix_len(self, ids: np.ndarray, prefix_text: str) -> int:
+        """How many leading tokens of `ids` are the tokens of `prefix_text` (0 when fewer than MIN_PREFIX_TOKENS)."""
+        head = self.encode(prefix_text)
+        n = min(len(head), len(ids) - 1)  # leave the request at least one token of its own
+        same = np.flatnonzero(head[:n] != ids[:n])
+        n = int(same[0]) if len(same) else n
+        return n if n >= MIN_PREFIX_TOKENS else 0
 
-        Raises:
-            ValidationError: when prompt plus max_new_tokens exceeds the model's context length.
-        """
-        og = self._og
-        first = batch[0]
-        longest = max(len(r.prompt_ids) for r in batch)
-        max_length = longest + max(r.max_new_tokens for r in batch)
-        if max_length > self.context_length:
-            raise ValidationError(
-                f"prompt ({longest} tokens) plus max_tokens exceeds model {self.name!r}'s context of "
-                f"{self.context_length} tokens; shorten the prompt or lower max_tokens"
-            )
-        ids = np.full((len(batch), longest), self.pad_id, dtype=np.int32)  # (batch, longest), right-padded
-        for i, req in enumerate(batch):
-            ids[i, : len(req.prompt_ids)] = req.prompt_ids
-        params = og.GeneratorParams(self.model)
-        options: dict[str, Any] = dict(max_length=max_length, batch_size=len(batch), do_sample=first.do_sample)
-        if first.min_new_tokens > 0:
-            options["min_length"] = longest + max(r.min_new_tokens for r in batch)
+    # ---- generation -----------------------------------------------------------------------------------------------
+    def _params(self, first: GenRequest, *, batch_size: int, max_length: int, min_length: int = 0) -> Any:
+        params = self._og.GeneratorParams(self.model)
+        options: dict[str, Any] = dict(max_length=max_length, batch_size=batch_size, do_sample=first.do_sample)
+        if min_length:
+            options["min_length"] = min_length
         if first.do_sample:
             options.update(temperature=first.temperature, top_p=first.top_p, top_k=first.top_k)
             if first.seed is not None:
                 options["random_seed"] = first.seed
         params.set_search_options(**options)
         if first.constraint is not None:
-            params.set_guidance("regex", first.constraint.as_regex())
-        generator = og.Generator(self.model, params)
+            params.set_guidance(*first.constraint.guidance())
+        return params
+
+    def _generator(self, params: Any) -> Any:
+        """A Generator for `params`; a grammar the runtime rejects becomes a ValidationError naming the cause."""
+        try:
+            return self._og.Generator(self.model, params)
+        except RuntimeError as exc:
+            raise ValidationError(
+                f"model {self.name!r} cannot decode under this constraint: {_first_line(exc)}"
+            ) from None
+
+    def _check_length(self, prompt_len: int, new: int) -> None:
+        if prompt_len + new > self.context_length:
+            raise ValidationError(
+                f"prompt ({prompt_len} tokens) plus max_tokens exceeds model {self.name!r}'s context of "
+                f"{self.context_length} tokens; shorten the prompt or lower max_tokens"
+            )
+
+    def generate(self, batch: list[GenRequest]) -> None:
+        """Run `batch` as one static batch to completion (or until every row is finished or cancelled).
+
+        All requests must share `batch_key()`. Rows are right-padded to the longest prompt.
+
+        Raises:
+            ValidationError: when prompt plus max_new_tokens exceeds the model's context length.
+        """
+        first = batch[0]
+        longest = max(len(r.prompt_ids) for r in batch)
+        max_length = longest + max(r.max_new_tokens for r in batch)
+        self._check_length(longest, max_length - longest)
+        ids = np.full((len(batch), longest), self.pad_id, dtype=np.int32)  # (batch, longest), right-padded
+        for i, req in enumerate(batch):
+            ids[i, : len(req.prompt_ids)] = req.prompt_ids
+        min_length = longest + max(r.min_new_tokens for r in batch) if first.min_new_tokens > 0 else 0
+        params = self._params(first, batch_size=len(batch), max_length=max_length, min_length=min_length)
+        generator = self._generator(params)
+        self._start(batch)
+        generator.append_tokens(ids)
+        self._decode(generator, batch)
+
+    def can_cache(self, req: GenRequest) -> bool:
+        """True when `req` may run on a cached prefix (prefix reuse on, a prefix given, the slot big enough)."""
+        return (
+            self.prefix_slots > 0
+            and req.prefix_len >= MIN_PREFIX_TOKENS
+            and req.min_new_tokens == 0
+            and len(req.prompt_ids) + req.max_new_tokens <= self.max_slot_tokens
+        )
+
+    def generate_cached(self, req: GenRequest) -> None:
+        """Run one request on the slot holding its prefix (built on first use): only the tail is prefilled.
+
+        Greedy answers equal those of `generate([req])` (tests/unit/core/serving asserts it).
+        """
+        self._check_length(len(req.prompt_ids), req.max_new_tokens)
+        slot = self._slot(req)
+        n = len(slot.prefix)
+        slot.generator.rewind_to(n)
+        slot.uses += 1
+        req.cached_tokens = n if slot.uses > 1 else 0
+        self._start([req])
+        slot.generator.append_tokens(req.prompt_ids[None, n:])  # (1, tail)
+        self._decode(slot.generator, [req])
+
+    def _slot(self, req: GenRequest) -> PrefixSlot:
+        prefix = tuple(int(t) for t in req.prompt_ids[: req.prefix_len])
+        key = (prefix, req.do_sample, req.temperature, req.top_p, req.top_k, req.seed, req.constraint)
+        slot = self._slots.get(key)
+        if slot is not None:
+            self._slots.move_to_end(key)
+            return slot
+        params = self._params(req, batch_size=1, max_length=self.max_slot_tokens)
+        generator = self._generator(params)
+        generator.append_tokens(np.asarray([prefix], dtype=np.int32))  # computed once for every later request
+        slot = PrefixSlot(prefix=prefix, generator=generator, max_length=self.max_slot_tokens)
+        self._slots[key] = slot
+        while len(self._slots) > self.prefix_slots:
+            self._slots.popitem(last=False)
+        return slot
+
+    def prompt_logits(self, ids: np.ndarray) -> np.ndarray:
+        """Next-token logits at every position of one prompt, shape (prompt_len, vocab), float32 (for scoring)."""
+        params = self._og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(ids) + 1, do_sample=False, batch_size=1)
+        generator = self._og.Generator(self.model, params)
+        generator.append_tokens(np.asarray([ids], dtype=np.int32))
+        return np.asarray(generator.get_output("logits"))[0]  # (prompt_len, vocab)
+
+    @staticmethod
+    def _start(batch: list[GenRequest]) -> None:
         now = time.perf_counter()
         for req in batch:
             req.started_at = now
+
+    def _decode(self, generator: Any, batch: list[GenRequest]) -> None:
+        """The decode loop: step the generator until every row has finished, stopped or been cancelled."""
         rows = [_Row(r, self.tokenizer, self.eos_ids) for r in batch]
-        generator.append_tokens(ids)
+        logits_wanted = any(r.wants_logits for r in batch)
+        step = 0
         while not generator.is_done():
-            live = [row for row in rows if row.req.finish_reason is None and not row.req.cancelled.is_set()]
-            if not live:
+            if not any(row.live for row in rows):
                 break
-            generator.generate_next_token()
+            if logits_wanted:
+                logits = generator.get_logits()[:, -1]  # (batch, vocab): what the next token is chosen from
+                for i, row in enumerate(rows):
+                    if row.live and row.req.wants_logits:
+                        row.observe(logits[i], step)
+            try:
+                generator.generate_next_token()
+            except RuntimeError as exc:  # e.g. a grammar the tokenizer cannot spell; the runtime says which
+                raise FinmedError(f"model {self.name!r}: generation failed: {_first_line(exc)}") from None
             tokens = generator.get_next_tokens()  # (batch,)
             now = time.perf_counter()
             for i, row in enumerate(rows):
-                if row.req.finish_reason is None and not row.req.cancelled.is_set():
+                if row.live:
                     row.push(int(tokens[i]), now)
+            step += 1
         for row in rows:
-            if row.req.finish_reason is None and not row.req.cancelled.is_set():
-                row.req.finish_reason = "length"
-                row._flush(final=True)
+            if row.live:
+                row.finish("length")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _rss_bytes() -> int:

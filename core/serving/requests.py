@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from core.errors import ValidationError
 from core.serving.batcher import ModelWorker
 from core.serving.engine import Constraint, GenRequest
@@ -11,11 +14,56 @@ DEFAULT_MAX_TOKENS = 16
 CHARS_PER_TOKEN = 4  # prompts longer than max_prompt_tokens * this are refused before tokenising
 
 
-def build_request(worker: ModelWorker, prompt: str, body: SamplingFields, max_tokens: int | None) -> GenRequest:
-    """Validate limits and turn prompt text plus sampling fields into an engine request.
+def _json(schema: dict[str, Any] | str, where: str) -> Constraint:
+    try:
+        return Constraint.json(schema)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{where}: not valid JSON ({exc.msg})") from None
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from None
+
+
+def constraint_of(body: SamplingFields) -> Constraint | None:
+    """The output constraint a request asks for: guided_regex / guided_choice / guided_json / guided_grammar (vLLM)
+    or response_format json_schema / json_object (OpenAI); at most one.
 
     Raises:
-        ValidationError: prompt too long, max_tokens over the model's limit, or both options of constraint.
+        ValidationError: more than one constraint, or a json_schema format without its schema.
+    """
+    asked: list[Constraint] = []
+    if body.guided_regex:
+        asked.append(Constraint("regex", body.guided_regex))
+    if body.guided_choice:
+        asked.append(Constraint("choice", tuple(body.guided_choice)))
+    if body.guided_json is not None:
+        asked.append(_json(body.guided_json, "guided_json"))
+    if body.guided_grammar:
+        asked.append(Constraint("lark_grammar", body.guided_grammar))
+    fmt = body.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        if fmt.json_schema is None:
+            raise ValidationError("response_format.json_schema: give {name, schema} with type json_schema")
+        asked.append(_json(fmt.json_schema.schema_, "response_format.json_schema.schema"))
+    elif fmt is not None and fmt.type == "json_object":
+        asked.append(Constraint.json({"type": "object"}))
+    if len(asked) > 1:
+        raise ValidationError(
+            "give one of guided_regex, guided_choice, guided_json, guided_grammar or response_format, not several"
+        )
+    return asked[0] if asked else None
+
+
+def build_request(
+    worker: ModelWorker, prompt: str, body: SamplingFields, max_tokens: int | None, *, cache_prefix: str | None = None
+) -> GenRequest:
+    """Validate limits and turn prompt text plus sampling fields into an engine request.
+
+    Args:
+        cache_prefix: the shared leading text of the prompt (e.g. the rendered system turn); `body.cache_prefix`
+            wins when both are given.
+
+    Raises:
+        ValidationError: prompt too long, max_tokens over the model's limit, or several constraints.
     """
     spec = worker.spec
     if len(prompt) > spec.max_prompt_tokens * CHARS_PER_TOKEN:
@@ -35,13 +83,13 @@ def build_request(worker: ModelWorker, prompt: str, body: SamplingFields, max_to
         raise ValidationError(
             f"prompt ({len(ids)} tokens) + max_tokens ({new}) exceeds the context of {worker.model.context_length}"
         )
-    if body.guided_regex and body.guided_choice:
-        raise ValidationError("give guided_regex or guided_choice, not both")
-    constraint = None
-    if body.guided_regex:
-        constraint = Constraint("regex", body.guided_regex)
-    elif body.guided_choice:
-        constraint = Constraint("choice", tuple(body.guided_choice))
+    shared = body.cache_prefix or cache_prefix
+    prefix_len = worker.model.shared_prefix_len(ids, shared) if shared and prompt.startswith(shared) else 0
+    vocab_ids = body.score_token_ids or []
+    vocab = worker.model.vocab_size
+    if any(t < 0 or (vocab and t >= vocab) for t in vocab_ids):
+        raise ValidationError(f"score_token_ids: token ids are between 0 and the vocabulary size {vocab}")
+    top = body.top_n()
     return GenRequest(
         prompt_ids=ids,
         max_new_tokens=new,
@@ -52,5 +100,9 @@ def build_request(worker: ModelWorker, prompt: str, body: SamplingFields, max_to
         top_p=body.top_p,
         top_k=body.top_k,
         seed=body.seed,
-        constraint=constraint,
+        constraint=constraint_of(body),
+        prefix_len=prefix_len,
+        logprobs=top is not None,
+        top_logprobs=top or 0,
+        score_token_ids=tuple(vocab_ids),
     )

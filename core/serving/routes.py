@@ -1,6 +1,9 @@
-"""OpenAI-compatible routes: POST /v1/completions and /v1/chat/completions, plain JSON or server-sent events.
+"""OpenAI-compatible routes: GET /v1/models, POST /v1/completions and /v1/chat/completions (JSON or server-sent events).
 
-The official `openai` Python client works unchanged (base_url=http://host:port/v1, api_key=<finmed key>).
+The official `openai` Python client works unchanged (base_url=http://host:port/v1, api_key=<finmed key>):
+`stream_options={"include_usage": True}` adds a last chunk with the usage, `response_format` with a json_schema
+decodes under that schema, `seed` fixes sampling, `logprobs` / `top_logprobs` report token log-probabilities.
+A chat's leading system turn is a cached prefix: computed once, reused by every request that shares it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from core.errors import FinmedError, ValidationError
+from core.serving.batcher import ModelWorker
 from core.serving.engine import GenRequest
 from core.serving.requests import build_request
-from core.serving.schemas import ChatCompletionRequest, CompletionRequest
+from core.serving.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 from core.serving.state import get_state
 
 log = logging.getLogger("finmed.serving")
@@ -38,10 +42,92 @@ async def _until_done_or_gone(awaitable: Awaitable[GenRequest], request: Request
             raise FinmedError("client disconnected")
 
 
-def _usage(reqs: list[GenRequest]) -> dict[str, int]:
+def _usage(reqs: list[GenRequest]) -> dict[str, Any]:
     prompt = sum(len(r.prompt_ids) for r in reqs)
     completion = sum(len(r.token_ids) for r in reqs)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    cached = sum(r.cached_tokens for r in reqs)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def _scores(req: GenRequest) -> dict[str, Any]:
+    """finmed extension: {"token_scores": [...]} when the request asked for score_token_ids."""
+    return {} if req.first_scores is None else {"token_scores": [float(x) for x in req.first_scores]}
+
+
+def _include_usage(body: SamplingFields) -> bool:
+    return body.stream_options is not None and body.stream_options.include_usage
+
+
+def _chat_logprobs(worker: ModelWorker, req: GenRequest, start: int = 0) -> dict[str, Any] | None:
+    """OpenAI chat `logprobs`: {"content": [{token, logprob, bytes, top_logprobs}]} from token `start` on."""
+    if not req.logprobs:
+        return None
+    content = []
+    for i in range(start, len(req.token_logprobs)):
+        token = worker.model.decode([req.token_ids[i]])
+        top = req.top[i] if i < len(req.top) else {}
+        content.append(
+            {
+                "token": token,
+                "logprob": req.token_logprobs[i],
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": (t := worker.model.decode([k])), "logprob": v, "bytes": list(t.encode())}
+                    for k, v in top.items()
+                ],
+            }
+        )
+    return {"content": content}
+
+
+def _text_logprobs(worker: ModelWorker, req: GenRequest) -> dict[str, Any] | None:
+    """OpenAI completion `logprobs`: tokens, token_logprobs, top_logprobs, text_offset."""
+    if not req.logprobs:
+        return None
+    tokens = [worker.model.decode([t]) for t in req.token_ids[: len(req.token_logprobs)]]
+    offsets, at = [], 0
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    top = [{worker.model.decode([k]): v for k, v in alt.items()} for alt in req.top] if req.top_logprobs else None
+    return {"tokens": tokens, "token_logprobs": req.token_logprobs, "top_logprobs": top, "text_offset": offsets}
+
+
+def _system_prefix(worker: ModelWorker, messages: list[dict[str, str]]) -> str | None:
+    """The rendered leading system turn(s), the prefix many chat requests share (None without one)."""
+    head = []
+    for message in messages:
+        if message["role"] != "system":
+            break
+        head.append(message)
+    if not head or len(head) == len(messages):
+        return None
+    return worker.model.chat_prompt(head, add_generation_prompt=False)
+
+
+@router.get("/models")
+async def models(request: Request) -> dict[str, Any]:
+    """OpenAI model list: every model version this server serves (loaded and ready)."""
+    state = get_state(request)
+    loaded = sorted(state.workers) if state.ready else []
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": name,
+                "object": "model",
+                "created": int(state.workers[name].model.loaded_at),
+                "owned_by": "finmed",
+                "max_model_len": state.workers[name].model.context_length,
+            }
+            for name in loaded
+        ],
+    }
 
 
 def _log_done(kind: str, rid: str, model: str, reqs: list[GenRequest], started: float) -> None:
@@ -87,10 +173,11 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
             base = {"id": rid, "object": "text_completion", "created": created, "model": body.model}
             async for piece in pieces:
                 yield base | {"choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}
-            yield base | {
-                "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": reqs[0].finish_reason}],
-                "usage": _usage(reqs),
-            }
+            last = {"index": 0, "text": "", "logprobs": _text_logprobs(worker, reqs[0]),
+                    "finish_reason": reqs[0].finish_reason}  # fmt: skip
+            yield base | {"choices": [last], "usage": _usage(reqs)}
+            if _include_usage(body):
+                yield base | {"choices": [], "usage": _usage(reqs)}
             _log_done("completion", rid, body.model, reqs, started)
 
         return _sse(chunks())
@@ -103,7 +190,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
             "created": created,
             "model": body.model,
             "choices": [
-                {"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+                {"index": i, "text": r.text, "logprobs": _text_logprobs(worker, r), "finish_reason": r.finish_reason}
+                | _scores(r)
                 for i, r in enumerate(reqs)
             ],
             "usage": _usage(reqs),
@@ -115,8 +203,10 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """OpenAI chat completion over the model's chat template; `stream` sends SSE chunks."""
     worker = get_state(request).worker(body.model)
-    prompt = worker.model.chat_prompt([m.model_dump() for m in body.messages])
-    req = build_request(worker, prompt, body, body.max_completion_tokens or body.max_tokens)
+    messages = [m.model_dump() for m in body.messages]
+    prompt = worker.model.chat_prompt(messages)
+    system = _system_prefix(worker, messages)
+    req = build_request(worker, prompt, body, body.max_completion_tokens or body.max_tokens, cache_prefix=system)
     rid, created, started = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), time.perf_counter()
     base = {"id": rid, "created": created, "model": body.model}
     timeout = body.timeout(worker.spec.timeout_s)
@@ -130,10 +220,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
             }
             async for piece in pieces:
                 yield head | {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            yield head | {
-                "choices": [{"index": 0, "delta": {}, "finish_reason": req.finish_reason}],
-                "usage": _usage([req]),
+            last = {
+                "index": 0,
+                "delta": {},
+                "logprobs": _chat_logprobs(worker, req),
+                "finish_reason": req.finish_reason,
             }
+            yield head | {"choices": [last], "usage": _usage([req])}
+            if _include_usage(body):
+                yield head | {"choices": [], "usage": _usage([req])}
             _log_done("chat", rid, body.model, [req], started)
 
         return _sse(chunks())
@@ -144,7 +239,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         | {
             "object": "chat.completion",
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": req.text}, "finish_reason": req.finish_reason}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": req.text},
+                    "logprobs": _chat_logprobs(worker, req),
+                    "finish_reason": req.finish_reason,
+                }
             ],
             "usage": _usage([req]),
         }

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+MAX_TOP_LOGPROBS = 20
 # Constraints are declared as types (not only checked in validators) so the OpenAPI document states them.
 StopString = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class JsonSchemaFormat(BaseModel):
+    """`response_format.json_schema`: the schema the answer must satisfy (OpenAI structured outputs)."""
+
+    name: str = Field("response", max_length=64)
+    schema_: dict[str, Any] = Field(alias="schema", description="A JSON schema.")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI `response_format`: text, json_object (any JSON object) or json_schema (decoded under the schema)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class StreamOptions(BaseModel):
+    """OpenAI `stream_options`: include_usage sends a last chunk with empty choices and the token usage."""
+
+    include_usage: bool = False
 
 
 class SamplingFields(BaseModel):
@@ -29,6 +51,20 @@ class SamplingFields(BaseModel):
     min_tokens: int = Field(0, ge=0, description="vLLM extension: never stop before this many tokens.")
     guided_regex: str | None = Field(None, max_length=2000, description="vLLM extension: output matches regex.")
     guided_choice: list[str] | None = Field(None, min_length=1, max_length=100, description="Output is one of.")
+    guided_json: dict[str, Any] | str | None = Field(None, description="vLLM extension: output is JSON of this schema.")
+    guided_grammar: str | None = Field(None, max_length=20000, description="vLLM extension: a lark grammar.")
+    response_format: ResponseFormat | None = None
+    stream_options: StreamOptions | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="Alternatives per token.")
+    cache_prefix: str | None = Field(
+        None,
+        max_length=64_000,
+        description="finmed extension: the leading part of the prompt shared by many requests (a system turn); its "
+        "attention cache is computed once and reused.",
+    )
+    score_token_ids: list[int] | None = Field(
+        None, max_length=64, description="finmed extension: log-probabilities of these tokens at the first position."
+    )
     user: str | None = Field(None, max_length=256)
     request_timeout_s: float | None = Field(
         None, gt=0, le=3600, description="finmed extension: answer 504 sooner than the model's timeout_s."
@@ -48,6 +84,10 @@ class SamplingFields(BaseModel):
         """The effective timeout: the model's, or the request's when that is shorter."""
         return min(model_timeout_s, self.request_timeout_s or model_timeout_s)
 
+    def top_n(self) -> int | None:
+        """Alternatives per token to report, or None when logprobs were not asked for (in-process callers)."""
+        return self.top_logprobs
+
     def stop_list(self) -> tuple[str, ...]:
         """Stop strings as a tuple (empty when none)."""
         return tuple(self.stop or ())  # type: ignore[arg-type]
@@ -60,6 +100,11 @@ class CompletionRequest(SamplingFields):
         description="Prompt text, or a list of 1-64 prompts (one choice each)."
     )
     echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5, description="Log-probabilities of this many top tokens.")
+
+    def top_n(self) -> int | None:
+        """Alternatives per token to report, or None when logprobs were not asked for."""
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod
@@ -85,3 +130,8 @@ class ChatCompletionRequest(SamplingFields):
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
+    logprobs: bool | None = Field(None, description="Return each generated token's log-probability.")
+
+    def top_n(self) -> int | None:
+        """Alternatives per token to report, or None when logprobs were not asked for."""
+        return (self.top_logprobs or 0) if self.logprobs else None

@@ -56,6 +56,9 @@ class ServingMetrics:
             registry=r,
         )
         self.prompt_tokens = Counter("finmed:prompt_tokens", "Prompt tokens processed.", ["model_name"], registry=r)
+        self.cached_prompt_tokens = Counter(
+            "finmed:cached_prompt_tokens", "Prompt tokens served from a cached prefix.", ["model_name"], registry=r
+        )
         self.generation_tokens = Counter("finmed:generation_tokens", "Tokens generated.", ["model_name"], registry=r)
         self.requests = Counter(
             "finmed:request_success",

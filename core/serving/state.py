@@ -69,12 +69,38 @@ class ServingState:
         if self.key_failures is None:
             self.key_failures = FailureLimiter(f"{self.config.key_failures_per_minute}/minute", scope="api-key")
 
+    @classmethod
+    def in_process(cls, models: dict[str, Path], **spec_fields: Any) -> ServingState:
+        """A loaded state serving `models` (name -> exported folder) to this process only: no HTTP, no API keys.
+
+        `spec_fields` are ModelSpec fields applied to every model (max_batch_size, prefix_cache, ...).
+
+        Raises:
+            FinmedError: a folder could not be loaded (the message names it).
+        """
+        from core.serving.config import ModelSpec
+
+        specs = [ModelSpec(name=name, path=Path(folder), **spec_fields) for name, folder in models.items()]
+        state = cls(config=ServeConfig(models=specs, require_api_key=False, device="cpu"), models_dir=Path("."),
+                    engine=None)  # fmt: skip
+        state.load_models()
+        if not state.ready:
+            raise FinmedError(state.load_error or "models did not load")
+        return state
+
     def load_models(self) -> None:
         """Load every configured model (called once, in a background thread, at start-up)."""
         try:
             for spec in self.config.models:
                 folder = resolve_model_folder(spec, self.models_dir)
-                model = LoadedModel(spec.name, folder, device=self.config.device)
+                model = LoadedModel(
+                    spec.name,
+                    folder,
+                    device=self.config.device,
+                    prefix_slots=0 if spec.prefix_cache == "off" else spec.prefix_slots,
+                    max_slot_tokens=spec.max_prompt_tokens + spec.max_new_tokens_limit,
+                    session_options=spec.session_options(),
+                )
                 self.metrics.model_load_seconds.labels(spec.name, model.device).set(model.load_seconds)
                 self.metrics.model_memory_bytes.labels(spec.name).set(model.memory_bytes)
                 self.workers[spec.name] = ModelWorker(model, spec, self.metrics)
@@ -112,6 +138,33 @@ class ServingState:
         body = SamplingFields(model=model, **options)
         req = build_request(worker, prompt, body, body.max_tokens)
         return await worker.run(req, body.timeout(worker.spec.timeout_s))
+
+    def generate_blocking(self, model: str, prompt: str, **options: Any) -> GenRequest:
+        """`generate` for callers without an event loop (a thread of the HTTP server, a CLI, a benchmark).
+
+        Same request building, batcher, limits and metrics as `generate`.
+        """
+        worker = self.worker(model)
+        body = SamplingFields(model=model, **options)
+        req = build_request(worker, prompt, body, body.max_tokens)
+        return worker.run_blocking(req, body.timeout(worker.spec.timeout_s))
+
+    def generate_many_blocking(
+        self, model: str, prompts: list[str], options: list[dict[str, Any]] | dict[str, Any] | None = None
+    ) -> list[GenRequest]:
+        """Several prompts at once (queued together, so the batcher may batch them), without an event loop.
+
+        Args:
+            options: sampling fields for every prompt (one dict) or per prompt (a list as long as `prompts`).
+        """
+        worker = self.worker(model)
+        per = options if isinstance(options, list) else [options or {}] * len(prompts)
+        if len(per) != len(prompts):
+            raise ValueError("options: give one dict per prompt")
+        bodies = [SamplingFields(model=model, **o) for o in per]
+        reqs = [build_request(worker, p, b, b.max_tokens) for p, b in zip(prompts, bodies, strict=True)]
+        timeout = max((b.timeout(worker.spec.timeout_s) for b in bodies), default=worker.spec.timeout_s)
+        return worker.run_many_blocking(reqs, timeout)
 
     def check_key(self, key: str, *, client: str = "") -> KeyIdentity:
         """The active API key's client and role; throttled per client address.

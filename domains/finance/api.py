@@ -1,7 +1,8 @@
 """HTTP face of finance scoring: POST /v1/finance/score (numeric screen; LLM adjudication when a budget is given).
 
 Mounted by the model server (core.serving.app) behind its API keys. With `llm_budget` > 0 the request names a model
-the server serves (the finance adapter exported with `finmed export`), and that loaded model adjudicates.
+the server serves (the finance adapter exported with `finmed export`), and that model adjudicates through
+`ServingState` (the server's batcher, limits and metrics; answers constrained to the risk format).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class ScoreRequest(BaseModel):
 def make_router(numeric_model: Path | None = None, llm: Any = None) -> APIRouter:
     """The finance router; `numeric_model` defaults to the file `finmed finance fit` writes, `llm` to none."""
     router = APIRouter(prefix="/v1/finance", tags=["finance"])
-    served: dict[str, Any] = {}  # OnnxLLM per served model name, built on first use
+    served: dict[str, Any] = {}  # OnnxLLM on the server's ServingState per served model name, built on first use
 
     def served_llm(http: Request, name: str | None) -> Any:
         if name is None:
@@ -42,8 +43,7 @@ def make_router(numeric_model: Path | None = None, llm: Any = None) -> APIRouter
         if name not in served:
             from domains.finance.llm import OnnxLLM
 
-            loaded = workers[name].model
-            served[name] = OnnxLLM(loaded.folder, loaded=loaded)
+            served[name] = OnnxLLM(workers[name].model.folder, serving=state, model=name)
         return served[name]
 
     @router.post("/score")

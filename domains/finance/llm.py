@@ -279,72 +279,107 @@ def _common_prefix(ids: list[list[int]], *, at_most: int) -> int:
 
 
 class OnnxLLM:
-    """A `finmed export` model folder (ONNX Runtime GenAI, e.g. int4) as a RiskLLM, one prompt at a time.
+    """An exported model folder (`finmed export`, e.g. int4) as a RiskLLM that asks the serving layer for every answer.
 
-    The serving engine's loader is reused; prompts run one by one (no padding, so no position shifts), which on a
-    CPU costs little against the prefill each prompt needs anyway. The level distribution is read from the prompt
-    pass's last-position logits, then generation continues greedily up to a line break or the end token.
+    Answers are decoded under the risk format's regex (parser.answer_regex: a quantized model cannot leave the
+    format; the strict parser still checks), greedily, with the level distribution read from the log-probabilities
+    of the six digit tokens at the first answer position. The prompt's system turn is a cached prefix, computed once.
+    Three ways to reach the engine, all through core/serving (its batcher, limits and metrics):
+
+    - `OnnxLLM(folder)`: the folder served in-process by its own ServingState (CLI, benchmarks);
+    - `OnnxLLM(folder, serving=state, model=name)`: a model the running server already serves (the finance route);
+    - `OnnxLLM(folder, client=client, model=name)`: a model server over HTTP (core.serving.client.ServingClient).
 
     Args:
-        folder: the exported model folder.
-        loaded: the folder already loaded by the model server (core.serving.engine.LoadedModel), to share it.
+        folder: the exported model folder (its tokenizer files render the chat template exactly as training did).
+        serving: an in-process ServingState serving `model`.
+        client: a ServingClient of a server serving `model`.
+        model: served model name (default: the folder's name).
+        constrained: decode under the answer regex (False: free text, for measuring what the regex buys).
     """
 
-    def __init__(self, folder: Path, *, loaded: Any = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        serving: Any = None,
+        client: Any = None,
+        model: str | None = None,
+        constrained: bool = True,
+    ) -> None:
         from transformers import AutoTokenizer
 
-        from core.serving.engine import LoadedModel
+        if serving is not None and client is not None:
+            raise ValidationError("give serving or client, not both")
+        folder = Path(folder)
+        self.model = model or folder.name
+        if serving is None and client is None:
+            from core.serving.state import ServingState
 
-        self.loaded = loaded if loaded is not None else LoadedModel(Path(folder).name, Path(folder), device="cpu")
-        self.name = f"onnx:{self.loaded.name}"
+            serving = ServingState.in_process({self.model: folder})
+        self.serving, self.client = serving, client
+        self.name = f"onnx:{self.model}"
         self.threshold = LLM_THRESHOLD  # exports carry no calibration (soft prompts are not exported to ONNX)
-        # The folder's Hugging Face tokenizer files render the chat template exactly as training did.
+        self.constrained = constrained
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         ids = [self.tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(LEVELS)]
         self.digit_ids = [i[0] for i in ids] if all(len(i) == 1 for i in ids) else None
+        self._prefixes: set[str] = set()  # rendered system turns seen by render(): shared prompt prefixes
 
     def render(self, messages: list[dict[str, str]]) -> str:
-        """See RiskLLM.render."""
+        """See RiskLLM.render; the system turn is remembered as a prefix the engine computes once."""
+        if messages and messages[0]["role"] == "system" and len(messages) > 1:
+            head = self.tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=False)
+            self._prefixes.add(head)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _start(self, prompt: str, max_new_tokens: int) -> tuple[Any, np.ndarray]:
-        og = self.loaded._og
-        ids = np.asarray([self.tokenizer(prompt, add_special_tokens=False)["input_ids"]], dtype=np.int32)
-        context = self.loaded.context_length
-        if ids.shape[1] >= context:
-            raise ValidationError(
-                f"a risk prompt of {ids.shape[1]} tokens does not fit model {self.loaded.name!r} "
-                f"(context {context} tokens)"
-            )
-        params = og.GeneratorParams(self.loaded.model)
-        params.set_search_options(max_length=min(ids.shape[1] + max_new_tokens, context), do_sample=False, batch_size=1)
-        gen = og.Generator(self.loaded.model, params)
-        gen.append_tokens(ids)
-        logits = np.asarray(gen.get_output("logits"), dtype=np.float64)[0, -1]  # (vocab,) at the last prompt token
-        if self.digit_ids is None:
-            return gen, np.full(LEVELS, np.nan)
-        digits = logits[self.digit_ids]
-        probs = np.exp(digits - digits.max())
-        return gen, probs / probs.sum()
+    def _options(self, prompt: str, max_new_tokens: int, *, constrained: bool) -> dict[str, Any]:
+        from domains.finance.parser import answer_regex
+        from domains.finance.prompts import ANSWER_PREFIX
+
+        options: dict[str, Any] = {"max_tokens": max_new_tokens, "temperature": 0, "stop": ["\n"]}
+        if self.digit_ids is not None:
+            options["score_token_ids"] = self.digit_ids
+        shared = max((p for p in self._prefixes if prompt.startswith(p)), key=len, default=None)
+        if shared is not None:
+            options["cache_prefix"] = shared
+        if constrained:
+            language = next((k for k, v in ANSWER_PREFIX.items() if prompt.endswith(v)), None)
+            if language is not None:
+                options["guided_regex"] = answer_regex(language, after=ANSWER_PREFIX[language])
+        return options
+
+    def _ask(self, prompts: list[str], max_new_tokens: int, *, constrained: bool) -> list[tuple[str, Any]]:
+        """(text, digit log-probabilities or None) per prompt, through the serving layer."""
+        options = [self._options(p, max_new_tokens, constrained=constrained) for p in prompts]
+        if self.serving is not None:
+            done = self.serving.generate_many_blocking(self.model, prompts, options)
+            return [(r.text, r.first_scores) for r in done]
+        out = []
+        for prompt, opts in zip(prompts, options, strict=True):
+            completion = self.client.complete(self.model, prompt, **opts)
+            scores = completion.token_scores
+            out.append((completion.text, None if scores is None else np.asarray(scores)))
+        return out
+
+    @staticmethod
+    def _probs(scores: Any) -> np.ndarray:
+        if scores is None:
+            return np.full(LEVELS, np.nan)
+        logp = np.asarray(scores, dtype=np.float64)
+        probs = np.exp(logp - logp.max())
+        return probs / probs.sum()
 
     def answer(self, prompts: list[str], *, max_new_tokens: int = 32) -> list[LLMAnswer]:
         """See RiskLLM.answer."""
         answers = []
-        for prompt in prompts:
-            gen, probs = self._start(prompt, max_new_tokens)
-            new: list[int] = []
-            while not gen.is_done() and len(new) < max_new_tokens:
-                gen.generate_next_token()
-                token = int(gen.get_next_tokens()[0])
-                if token in self.loaded.eos_ids:
-                    break
-                new.append(token)
-                if "\n" in self.tokenizer.decode(new[-1:]):
-                    break
-            text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-            answers.append(LLMAnswer(text, None if np.isnan(probs).any() else probs))
+        for text, scores in self._ask(prompts, max_new_tokens, constrained=self.constrained):
+            probs = self._probs(scores)
+            answers.append(LLMAnswer(text.strip(), None if np.isnan(probs).any() else probs))
         return answers
 
     def level_probs(self, prompts: list[str]) -> np.ndarray:
-        """See RiskLLM.level_probs."""
-        return np.stack([self._start(p, 1)[1] for p in prompts]) if prompts else np.zeros((0, LEVELS))
+        """See RiskLLM.level_probs (one generated token per prompt, unconstrained)."""
+        if not prompts:
+            return np.zeros((0, LEVELS))
+        return np.stack([self._probs(s) for _, s in self._ask(prompts, 1, constrained=False)])

@@ -47,3 +47,20 @@ def test_model_option_and_folder_lookup(tmp_path: Path) -> None:
     (tmp_path / "medical-impression").mkdir()
     (tmp_path / "medical-impression" / "genai_config.json").write_text("{}")
     assert resolve_model_folder(ModelSpec(name="medical-impression"), tmp_path) == tmp_path / "medical-impression"
+
+
+def test_prefix_cache_reads_yaml_off_and_names_bad_values(tmp_path: Path) -> None:
+    path = tmp_path / "serve.yaml"
+    path.write_text("models:\n  - name: m\n    prefix_cache: off\n  - name: n\n    prefix_cache: prefer\n")
+    config = load_serve_config(path)
+    assert [m.prefix_cache for m in config.models] == ["off", "prefer"]
+    assert ModelSpec(name="x").prefix_cache == "alone"
+    path.write_text("models:\n  - name: m\n    prefix_cache: always\n")
+    with pytest.raises(ValidationError, match="models.0.prefix_cache"):
+        load_serve_config(path)
+
+
+def test_runtime_thread_options_become_session_options() -> None:
+    assert ModelSpec(name="x").session_options() == {}
+    spec = ModelSpec(name="x", ort_spinning=False, intra_op_threads=1)
+    assert spec.session_options() == {"session.intra_op.allow_spinning": "0", "intra_op_num_threads": 1}
