@@ -51,14 +51,20 @@ CARD = re.compile(r"(?<![\w.,:-])\d(?:[ -]?\d){12,18}(?![\w,:-]|\.\d)")
 SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")
 NINO = re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
 CN_RIC = re.compile(r"(?<!\d)\d{17}[\dXx](?![\w])")
-NHS = re.compile(r"(?P<label>\bNHS(?:\s*(?:no\.?|number|#))?\s*[:#]?\s*)(?P<value>\d{3}[ -]?\d{3}[ -]?\d{4})(?![\w-])", re.I)
+NHS = re.compile(
+    r"(?P<label>\bNHS(?:\s*(?:no\.?|number|#))?\s*[:#]?\s*)"
+    r"(?P<value>\d{3}[ -]?\d{3}[ -]?\d{4})(?![\w-])",
+    re.I,
+)
 LABELLED_ID = re.compile(
     r"(?P<label>\b(?:SSN|MRN|NIN|NINO|National ID|Patient ID|ID card|Passport|身份证号?)(?:\s*(?:no\.?|number|#))?"
     r"\s*[:#：]?\s*)(?P<value>[A-Z0-9][A-Z0-9-]{4,19})\b",
     re.IGNORECASE,
 )
 PHONE = re.compile(r"(?<![\w+.:/-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?![\w:/-])")
-PHONE_LABEL = re.compile(r"(?:\b(?:tel|phone|mobile|cell|fax|call|contact)\b\.?|电话|手机|联系方式)\s*[:：#]?\s*$", re.I)
+PHONE_LABEL = re.compile(
+    r"(?:\b(?:tel|phone|mobile|cell|fax|call|contact)\b\.?|电话|手机|联系方式)\s*[:：#]?\s*$", re.I
+)
 # Names and dates only after a label: "Patient: Jane Q. Doe", "Name: O'Brien, Mary", "DOB: 1950-01-02".
 _NAME_WORD = r"(?:[A-Z](?:[a-z]*['’-][A-Z])?[a-z]+|[A-Z]\.)"
 NAME = re.compile(
