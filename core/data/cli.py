@@ -82,7 +82,9 @@ _TOKENIZER = typer.Option(
 
 @app.command("filter")
 def filter_cmd(
-    input_path: Path = typer.Option(..., "--in", help="Records, JSONL (messages, instruction/output or prompt/completion)."),
+    input_path: Path = typer.Option(
+        ..., "--in", help="Records, JSONL (messages, instruction/output or prompt/completion)."
+    ),
     output: Path = typer.Option(..., "--out", help="Kept records, JSONL; rejected.jsonl is written beside it."),
     domain: str = typer.Option(..., "--domain", help="Whose tier-2 and tier-3 checks to run (finance, medical)."),
     report: Path = typer.Option(None, "--report", help="Counts per tier (default: report.json beside --out)."),
@@ -134,7 +136,8 @@ def augment_cmd(
     domain: str = typer.Option(..., "--domain", help="Whose vocabulary and checks to use (finance, medical)."),
     method: str = typer.Option(..., "--method", help="backtranslate or kg-substitute."),
     translator: str = typer.Option(
-        None, help="backtranslate: a local MarianMT/NLLB folder (source -> pivot) or a causal LM folder (--kind causal)."
+        None,
+        help="backtranslate: a MarianMT/NLLB folder (source -> pivot) or a causal LM folder (--kind causal).",
     ),
     back_translator: str = typer.Option(
         None, help="backtranslate: the folder for pivot -> source (default: --translator, for NLLB or causal LMs)."
@@ -149,7 +152,7 @@ def augment_cmd(
     languages: str = _LANGS,
 ) -> None:
     """Add back-translated or knowledge-graph-substituted variants; each carries augmented_from and the method and
-    must re-pass the filter (rejections go to rejected.jsonl beside --out)."""
+    must re-pass the filter (rejections go to augment-rejected.jsonl beside --out)."""
     from core.data.augment import AugmentOptions, run_augment
 
     _check_input(input_path)

@@ -208,9 +208,9 @@ class FilterResult:
     descriptions: dict[str, str]
 
 
-def rejected_path(output: Path) -> Path:
-    """`rejected.jsonl` beside the output (`<stem>.rejected.jsonl` would hide it from people who look for it)."""
-    return output.with_name("rejected.jsonl")
+def rejected_path(output: Path, name: str = "rejected.jsonl") -> Path:
+    """The rejected records' file beside the output."""
+    return output.with_name(name)
 
 
 def run_filter(

@@ -47,7 +47,7 @@ AMOUNT = re.compile(
 # --- personal data candidates -------------------------------------------------------------------------------------
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
-CARD = re.compile(r"(?<![\w.,:-])\d(?:[ -]?\d){12,18}(?![\w,:-]|\.\d)")
+CARD = re.compile(r"(?<![\w:-])(?<!\d[.,])\d(?:[ -]?\d){12,18}(?![\w:-]|[.,]\d)")
 SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")
 NINO = re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
 CN_RIC = re.compile(r"(?<!\d)\d{17}[\dXx](?![\w])")

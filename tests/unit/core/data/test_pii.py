@@ -15,6 +15,7 @@ from core.data.pii import luhn_ok, mask_pii, mask_pii_report
         ("tel 13812345678", "tel [PHONE]"),
         ("+86 138 1234 5678 is his", "[PHONE] is his"),
         ("card 4111 1111 1111 1111 used", "card [CARD] used"),
+        ("card 4111 1111 1111 1111, then", "card [CARD], then"),
         ("card 5500-0000-0000-0004 used", "card [CARD] used"),
         ("amex 378282246310005.", "amex [CARD]."),
         ("pay DE89 3704 0044 0532 0130 00 today", "pay [IBAN] today"),
