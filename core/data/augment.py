@@ -45,6 +45,7 @@ class AugmentOptions:
     per_record: int = 1
     seed: int = 0
     languages: tuple[str, ...] = ("en", "zh")
+    max_new_tokens: int = 256
 
     def translator_or_error(self) -> Translate | None:
         """The translator for back-translation (None for other methods), or one clear error."""
@@ -55,10 +56,12 @@ class AugmentOptions:
         if not self.translator:
             raise ValidationError(NEEDS_TRANSLATOR)
         if self.kind == "causal":
-            return CausalTranslator(self.translator)
+            return CausalTranslator(self.translator, max_new_tokens=self.max_new_tokens)
         if self.kind != "seq2seq":
             raise ValidationError(f"--kind {self.kind!r}: use seq2seq or causal")
-        return Seq2SeqTranslator(self.translator, self.back_translator, source=self.source_lang)
+        return Seq2SeqTranslator(
+            self.translator, self.back_translator, source=self.source_lang, max_new_tokens=self.max_new_tokens
+        )
 
 
 @dataclass
@@ -75,6 +78,11 @@ def content_hash(record: Record) -> str:
     """A short stable id of a record's text."""
     text = "\x1f".join(f"{m.role}\x1e{m.content}" for m in record.messages)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def clean_translation(text: str) -> str:
+    """A translation without control characters (translators emit them on odd input), stripped."""
+    return "".join(ch for ch in text if ch.isprintable() or ch in "\n\t").strip()
 
 
 def _replace_spans(record: Record, spans: list[TextSpan], texts: list[str]) -> Record:
@@ -102,7 +110,7 @@ def backtranslate(
     if not texts:
         return []
     there = translate(texts, source, pivot)
-    back = translate(there, pivot, source)
+    back = [clean_translation(t) for t in translate(there, pivot, source)]
     out, i = [], 0
     for line, record, ss in spans:
         new = back[i : i + len(ss)]
