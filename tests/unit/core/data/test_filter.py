@@ -43,10 +43,14 @@ CHECKS = DataChecks(
 
 
 def line(user: str, answer: str) -> bytes:
-    return json.dumps({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}).encode()
+    return json.dumps(
+        {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+    ).encode()
 
 
-GOOD = line("Describe the account activity of last week please.", "Three card payments at regular shops, all in daytime.")
+GOOD = line(
+    "Describe the account activity of last week please.", "Three card payments at regular shops, all in daytime."
+)
 
 
 def run_one(raw: bytes, options: FilterOptions | None = None, checks: DataChecks = CHECKS) -> tuple[bool, dict]:
@@ -58,7 +62,7 @@ def run_one(raw: bytes, options: FilterOptions | None = None, checks: DataChecks
     [
         ("too_large", GOOD + b" " * 100, FilterOptions(syntax=SyntaxOptions(max_bytes=len(GOOD) + 10))),
         ("binary_data", b"\x00\x01PK\x03\x04" + GOOD, None),
-        ("not_utf8", "{\"prompt\": \"caf\u00e9\", \"completion\": \"ok\"}".encode("latin-1"), None),
+        ("not_utf8", '{"prompt": "caf\u00e9", "completion": "ok"}'.encode("latin-1"), None),
         ("bad_json", GOOD[:-7], None),
         ("bad_record", b'{"messages": [{"role": "user", "content": "hi"}]}', None),
         ("too_short", line("hi", "ok"), FilterOptions(syntax=SyntaxOptions(min_tokens=5))),
@@ -126,7 +130,7 @@ def test_run_counts_add_up_rejected_kept_and_idempotent(tmp_path: Path) -> None:
         GOOD,
         GOOD,  # exact duplicate
         GOOD[:-9],  # truncated JSON
-        "{\"prompt\": \"Caf\u00e9 bill\", \"completion\": \"fine\"}".encode("cp1252"),  # wrong encoding
+        '{"prompt": "Caf\u00e9 bill", "completion": "fine"}'.encode("cp1252"),  # wrong encoding
         line("Summarise this big field please.", "x " * 600_000),  # a 1.2 MB field over the 1 MB line limit
         b"\x7fELF\x02\x01\x01\x00\x00\x00",  # binary
         line("Repeat the following words back to me.", "Repeat the following words back to me."),
@@ -161,7 +165,9 @@ def test_run_counts_add_up_rejected_kept_and_idempotent(tmp_path: Path) -> None:
 def test_missing_input_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "o" / "clean.jsonl"
     with pytest.raises(NotFoundError, match="no such file"):
-        run_filter(tmp_path / "nope.jsonl", out, tmp_path / "r.json", checks=CHECKS, domain="t", options=FilterOptions())
+        run_filter(
+            tmp_path / "nope.jsonl", out, tmp_path / "r.json", checks=CHECKS, domain="t", options=FilterOptions()
+        )
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
