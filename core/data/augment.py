@@ -4,8 +4,8 @@ Streams the filtered input once. Every original record is written as it is; each
 `meta.augmented_from` (the original's line number and content hash) and `meta.augmentation` (the method and what
 changed), and goes through a fresh `RecordFilter` (all three tiers, duplicates counted among the variants only, so
 a variant is not dropped for resembling its own original). Variants the filter drops are in
-`augment-rejected.jsonl` beside the output with their reason; the counts in the report. Outputs are atomic and the same input, options and
-translator give the same output.
+`augment-rejected.jsonl` beside the output with their reason; the counts in the report. Outputs are atomic, and
+the same input, options and translator give the same output.
 """
 
 from __future__ import annotations
