@@ -1,5 +1,8 @@
 """Exact and near-duplicate detection for the filter's tier 1: a content hash set and datasketch's MinHash LSH.
 
+The default threshold (0.9) is high on purpose: templated records (a risk prompt's feature summary) differ from
+each other in a few values only, and at 0.8 distinct transactions with the same shape already collide.
+
 Memory grows with the number of *kept* records (a 16-byte hash and one MinHash LSH entry each, about 1 KB with
 64 permutations), never with the size of a record or of the file; the bench measures it on a large file.
 """
@@ -29,9 +32,11 @@ class Deduplicator:
         self.num_perm = num_perm
         self._exact: dict[bytes, int] = {}
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        template = MinHash(num_perm=num_perm, seed=1)
+        self._permutations, self._scheme = template.permutations, template.scheme  # computed once, not per record
 
     def _minhash(self, tokens: list[str]) -> MinHash:
-        m = MinHash(num_perm=self.num_perm, seed=1)
+        m = MinHash(num_perm=self.num_perm, seed=1, permutations=self._permutations, scheme=self._scheme)
         if len(tokens) < SHINGLE:
             shingles = {" ".join(tokens)}
         else:

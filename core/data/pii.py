@@ -166,9 +166,10 @@ def mask_pii_report(text: str) -> MaskResult:
     come first, then checksummed identifiers, then phones; a span that overlaps an earlier one, or (for unlabelled
     digits) a date, time, amount or decimal, is left alone. See the module docstring.
     """
-    protected = _protected(text)
+    candidates = _candidates(text)
+    protected = _protected(text) if candidates else []
     chosen: list[_Span] = []
-    for span in _candidates(text):
+    for span in candidates:
         if any(span.start < c.end and c.start < span.end for c in chosen):
             continue
         unlabelled_number = not span.keep_prefix and span.kind not in ("EMAIL", "IBAN")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import ftfy
 
@@ -70,15 +71,28 @@ def record_text(record: Record) -> str:
     return "\n".join(m.content for m in record.messages if m.role != "system")
 
 
+def _fix_uncached(content: str) -> tuple[str, bool, tuple[tuple[str, int], ...]]:
+    # ASCII text without entities, escapes or carriage returns has nothing ftfy would change: skip it (fast path)
+    plain = content.isascii() and not any(ch in content for ch in "&\\\r\x1b")
+    fixed = content if plain else ftfy.fix_text(content, normalization="NFC")
+    masked = mask_pii_report(fixed)
+    return masked.text, fixed != content, tuple(masked.counts.items())
+
+
+@lru_cache(maxsize=64)
+def _fix_repeated(content: str) -> tuple[str, bool, tuple[tuple[str, int], ...]]:
+    """`_fix_uncached`, cached: system prompts repeat on every record."""
+    return _fix_uncached(content)
+
+
 def _fix(record: Record) -> tuple[Record, bool, dict[str, int]]:
     messages, repaired, pii = [], False, {}
     for m in record.messages:
-        fixed = ftfy.fix_text(m.content, normalization="NFC")
-        repaired = repaired or fixed != m.content
-        masked = mask_pii_report(fixed)
-        for kind, n in masked.counts.items():
+        text, changed, counts = _fix_repeated(m.content) if m.role == "system" else _fix_uncached(m.content)
+        repaired = repaired or changed
+        for kind, n in counts:
             pii[kind] = pii.get(kind, 0) + n
-        messages.append(Message(m.role, masked.text))
+        messages.append(Message(m.role, text))
     return Record(tuple(messages), record.meta), repaired, pii
 
 
