@@ -15,7 +15,7 @@ import re
 from datasketch import MinHash, MinHashLSH
 
 NUM_PERM = 64
-SHINGLE = 5  # words (a CJK character counts as a word)
+SHINGLE = 3  # words (a CJK character counts as a word)
 _TOKEN = re.compile(r"[\u3400-\u9fff]|[^\W_]+", re.UNICODE)
 
 

@@ -30,7 +30,7 @@ REASONS = {
     "too_long": "more tokens than --max-tokens in the rendered conversation (target tokenizer)",
     "wrong_language": "the detected language is not one of the domain's expected languages",
     "exact_duplicate": "same text (case, spacing and punctuation aside) as an earlier kept record",
-    "near_duplicate": "MinHash LSH: Jaccard similarity of word 5-grams with an earlier kept record above --near-dup",
+    "near_duplicate": "MinHash LSH: Jaccard similarity of word 3-grams with an earlier kept record above --near-dup",
 }
 REPAIRS = {
     "mojibake_repaired": "text repaired by ftfy (mojibake, broken escapes); kept",
