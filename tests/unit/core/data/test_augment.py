@@ -135,12 +135,14 @@ def test_backtranslate_round_trip_through_a_tiny_marian(finance_file: Path, tmp_
     )
     translate = options.translator_or_error()
     assert isinstance(translate, Seq2SeqTranslator)
+    small = tmp_path / "four.jsonl"
+    small.write_text("".join(finance_file.read_text(encoding="utf-8").splitlines(keepends=True)[:4]), encoding="utf-8")
     out = tmp_path / "aug.jsonl"
     result = run_augment(
-        finance_file, out, tmp_path / "r.json", checks=FINANCE, domain="finance", options=options, translate=translate
+        small, out, tmp_path / "r.json", checks=FINANCE, domain="finance", options=options, translate=translate
     )
-    originals = [parse_record(o) for o in lines(finance_file)]
-    assert result.originals == 12 and result.generated >= 1
+    originals = [parse_record(o) for o in lines(small)]
+    assert result.originals == 4 and result.generated >= 1
     variants = [r for r in lines(out) if "augmented_from" in r["meta"]]
     rejected = lines(tmp_path / "augment-rejected.jsonl")
     assert len(variants) + len(rejected) == result.generated
@@ -159,3 +161,12 @@ def test_backtranslate_without_a_translator_says_so() -> None:
         AugmentOptions(method="backtranslate").translator_or_error()
     with pytest.raises(ValidationError, match="--method"):
         AugmentOptions(method="mixup").translator_or_error()
+
+
+def test_causal_translator_runs_the_chat_prompt(tiny_model_dir: Path) -> None:
+    from core.data.translate import CausalTranslator
+
+    translate = CausalTranslator(str(tiny_model_dir), max_new_tokens=4)
+    out = translate(["grocery purchase", "online order"], "zh", "en")
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+    assert out == translate(["grocery purchase", "online order"], "zh", "en")  # greedy: same input, same output

@@ -179,3 +179,18 @@ def test_decontamination_drops_eval_overlap_only(tmp_path: Path) -> None:
     kept, obj = run_one(held_out, options)
     assert not kept and (obj["tier"], obj["reason"]) == ("decontamination", "eval_overlap")
     assert run_one(GOOD, options)[0]
+
+
+def test_interrupted_run_leaves_no_output(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.jsonl", [GOOD, line("Which merchants did account C3 use?", "Two grocery shops.")])
+    out = tmp_path / "o" / "clean.jsonl"
+    out.parent.mkdir()
+
+    def stop(_done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_filter(
+            src, out, out.with_name("report.json"), checks=CHECKS, domain="t", options=FilterOptions(), progress=stop
+        )
+    assert list(out.parent.iterdir()) == []
