@@ -66,6 +66,9 @@ def print_report(result: FilterResult) -> None:
             "; ".join(x for x in (reasons, f"flags: {flags}" if flags else "") if x),
         )
     console.print(table)
+    for tier in result.report.tiers:
+        for code, n in tier.flags.most_common():
+            console.print(f"{tier.name}: {n} records kept but flagged {code}: {result.descriptions.get(code, '')}")
     console.print(f"kept -> {result.output}; rejected -> {result.rejected}; report -> {result.report_path}")
 
 
