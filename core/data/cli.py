@@ -140,7 +140,7 @@ def augment_cmd(
     method: str = typer.Option(..., "--method", help="backtranslate or kg-substitute."),
     translator: str = typer.Option(
         None,
-        help="backtranslate: a MarianMT/NLLB folder (source -> pivot) or a causal LM folder (--kind causal).",
+        help="backtranslate (required; none ships offline): a MarianMT/NLLB folder, or a causal LM with --kind causal.",
     ),
     back_translator: str = typer.Option(
         None, help="backtranslate: the folder for pivot -> source (default: --translator, for NLLB or causal LMs)."
