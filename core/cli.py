@@ -11,6 +11,7 @@ from rich.table import Table
 from core.audit.cli import app as audit_app
 from core.auth.cli import app as users_app
 from core.console import console, err_console
+from core.data.cli import app as data_app
 from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.finetune.cli import train as finetune_train
@@ -37,6 +38,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(index_app, name="index")
 app.add_typer(serve_app, name="serve")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(data_app, name="data")
 app.command("train")(finetune_train)
 app.add_typer(quantize_app)  # top-level `export` and `quant-report`
 

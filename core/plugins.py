@@ -13,6 +13,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from core.data.checks import DataChecks
+
 GROUP = "finmed.plugins"
 
 
@@ -68,6 +70,8 @@ class DomainPlugin:
         bootstrap: `finmed up` / `finmed demo` step: make the domain usable on a fresh install (train, export and
             register its default model versions if none is registered, index its corpora, load and process demo
             data, route outputs to review), skipping what is already done; returns summary counts for the demo.
+        data: the domain's data-filter checks (tier 2 and 3), augmentable spans and substitution vocabulary
+            (`finmed data filter|augment --domain <name>`).
         extras: further named seams (prompt builders, parsers) other core packages look up. `outcome_counts`:
             `(session) -> {measure: {value: count}}` of what the domain produced (finance `risk_level`, medical
             `draft_state`), exported as `finmed_domain_outcomes` (core/monitoring/outcome_metrics.py) and printed
@@ -81,6 +85,7 @@ class DomainPlugin:
     tables: tuple[str, ...] = ()
     pages: tuple[DomainPage, ...] = ()
     bootstrap: Callable[[BootstrapContext], dict[str, Any]] | None = None
+    data: DataChecks | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -6,6 +6,7 @@ from core.plugins import DomainPage, DomainPlugin
 from core.review.policies import load_policy
 from domains.finance.api import make_router
 from domains.finance.cli import app
+from domains.finance.data_checks import DATA_CHECKS
 from domains.finance.page import ROLES as PAGE_ROLES
 from domains.finance.page import render as render_page
 
@@ -18,4 +19,5 @@ plugin = DomainPlugin(
     review_policies={"default": lambda **overrides: load_policy(POLICY_FILE, overrides=overrides)},
     tables=("domains.finance.tables",),
     pages=(DomainPage(title="Risk scoring", url_path="finance", roles=PAGE_ROLES, render=render_page),),
+    data=DATA_CHECKS,
 )

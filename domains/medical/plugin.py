@@ -4,10 +4,12 @@ from pathlib import Path
 
 from core.plugins import DomainPlugin
 from core.review.policies import load_policy
+from domains.medical.data_checks import DATA_CHECKS
 
 POLICY_FILE = Path(__file__).with_name("review_policy.yaml")
 
 plugin = DomainPlugin(
     name="medical",
     review_policies={"default": lambda **overrides: load_policy(POLICY_FILE, overrides=overrides)},
+    data=DATA_CHECKS,
 )
