@@ -99,7 +99,8 @@ class Pipeline:
         self.rows = -(-rows // self.microbatches) * self.microbatches
         self.num_items = 1
         stage = PipelineStage(self.module, self.stage_index, self.stages, world.device, group=world.group("pp"))
-        self.schedule = ScheduleGPipe(stage, n_microbatches=self.microbatches, loss_fn=self._loss)
+        # No scaling by the microbatch count: `_loss` already divides by the whole micro-batch's answer tokens.
+        self.schedule = ScheduleGPipe(stage, n_microbatches=self.microbatches, loss_fn=self._loss, scale_grads=False)
 
     def owned(self, named: list[tuple[str, nn.Parameter]]) -> list[tuple[str, nn.Parameter]]:
         """The trainable parameters this rank's stage updates."""
