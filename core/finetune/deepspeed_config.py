@@ -30,8 +30,7 @@ def deepspeed_config(config: TrainConfig, *, world_size: int) -> dict[str, Any]:
     dtype = config.model.dtype
     return {
         "train_micro_batch_size_per_gpu": micro,
-        "gradient_accumulation_steps": 1,
-        "train_batch_size": micro * world_size,
+        "gradient_accumulation_steps": 1,  # train_batch_size is left to DeepSpeed: micro x accumulation x world
         "gradient_clipping": config.train.max_grad_norm,
         "zero_optimization": zero,
         "bf16": {"enabled": dtype == "bfloat16"},

@@ -19,11 +19,14 @@ from core.finetune.config import StrategySection
 
 
 def degrees(strategy: StrategySection, world: int) -> tuple[int, int, int]:
-    """(pp, dp, tp) for a world size: tp / pp default to the whole world for their strategy, dp to what is left."""
-    tp = strategy.tp or (world if strategy.name == "tp" and not (strategy.pp or strategy.dp) else 1)
-    pp = strategy.pp or (world if strategy.name == "pp" and not (strategy.tp or strategy.dp) else 1)
-    dp = strategy.dp or max(1, world // (tp * pp))
-    return pp, dp, tp
+    """(pp, dp, tp) for a world size: tp / pp take what the other given degrees leave for their own strategy, dp
+    what is left after them."""
+    tp, pp, dp = strategy.tp, strategy.pp, strategy.dp
+    if tp is None:
+        tp = max(1, world // ((pp or 1) * (dp or 1))) if strategy.name == "tp" else 1
+    if pp is None:
+        pp = max(1, world // (tp * (dp or 1))) if strategy.name == "pp" else 1
+    return pp, dp or max(1, world // (tp * pp)), tp
 
 
 @dataclass
