@@ -53,7 +53,8 @@ def test_ddp_tp_pp_follow_one_process(tiny_train_config) -> None:
         assert all(r["peak_mem_mb"] == max(r["peak_mem_mb_per_rank"]) for r in rows)
         assert [r["tokens"] for r in rows] == [r["tokens"] for r in single]  # ranks' shares add up to the batch
         assert (run / "adapter" / "adapter_config.json").is_file() and (run / "metrics.prom").is_file()
-        assert "finmed_train_grad_norm" in (run / "metrics.prom").read_text()
+        prom = (run / "metrics.prom").read_text()
+        assert "finmed_train_grad_norm" in prom and 'finmed_train_rank_peak_memory_megabytes{rank="1"' in prom
         assert json.loads((run / "eval.json").read_text())["eval_loss"] == pytest.approx(
             json.loads((get_settings().runs_dir / "single" / "eval.json").read_text())["eval_loss"], rel=1e-4
         )
