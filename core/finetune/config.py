@@ -1,4 +1,4 @@
-"""The typed schema of a training run: flat YAML sections model / method / dataset / train / eval / output.
+"""The typed schema of a training run: flat YAML sections model / method / dataset / train / eval / output / strategy.
 
 In the spirit of LLaMA-Factory's configs: every key lives in one of six flat sections, unknown keys and wrong
 types are rejected with the key's name, and `--set a.b=c` overrides go through the same validation.
@@ -177,6 +177,51 @@ class ProgressiveSection(_Section):
     gate: Gate
 
 
+STRATEGIES = ("single", "ddp", "fsdp", "deepspeed", "tp", "pp")
+
+
+class DeepSpeedSection(_Section):
+    """The DeepSpeed ZeRO block; core/finetune/deepspeed_config.py turns it into DeepSpeed's JSON."""
+
+    stage: Literal[2, 3] = Field(3, description="ZeRO stage: 2 shards optimizer states and gradients, 3 also weights.")
+    offload_params: bool = Field(False, description="ZeRO-3 only: keep weights in CPU memory between uses.")
+    offload_optimizer: bool = Field(False, description="Keep optimizer states in CPU memory (DeepSpeed's CPU Adam).")
+
+    @model_validator(mode="after")
+    def _params_need_stage_3(self) -> DeepSpeedSection:
+        if self.offload_params and self.stage != 3:
+            raise ValueError("offload_params needs stage 3 (ZeRO-2 does not partition the weights)")
+        return self
+
+
+class StrategySection(_Section):
+    """How many processes train and how the model is spread over them (`finmed train --strategy ...` sets the same).
+
+    The global batch is `train.batch_size` examples per micro-batch whatever the world size: each data-parallel rank
+    takes its share of every micro-batch, so one process and N processes see the same data in the same order.
+    """
+
+    name: Literal["single", "ddp", "fsdp", "deepspeed", "tp", "pp"] = Field(
+        "single", description="single process, ddp, fsdp (torch fully_shard), deepspeed (ZeRO), tp (tensor), pp."
+    )
+    nproc: int = Field(1, ge=1, description="Processes per node (torchrun --nproc-per-node).")
+    nnodes: int = Field(1, ge=1, description="Nodes taking part (torchrun --nnodes).")
+    node_rank: int = Field(0, ge=0, description="This node's index among nnodes.")
+    master_addr: str | None = Field(None, description="Address of node 0 (required when nnodes > 1).")
+    master_port: int = Field(29500, ge=1, le=65535, description="Rendezvous port on master_addr.")
+    tp: int | None = Field(None, ge=1, description="Tensor-parallel degree (default: the whole world for name=tp).")
+    pp: int | None = Field(None, ge=1, description="Pipeline stages (default: the whole world for name=pp).")
+    dp: int | None = Field(None, ge=1, description="Data-parallel degree (default: world / (tp * pp)).")
+    fsdp_cpu_offload: bool = Field(False, description="fsdp: keep sharded weights and optimizer states on the CPU.")
+    deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _node_rank_in_range(self) -> StrategySection:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
+        return self
+
+
 class TrainConfig(_Section):
     """One fine-tuning run. YAML files under configs/train-*.yaml are saved values of this model."""
 
@@ -187,6 +232,7 @@ class TrainConfig(_Section):
     eval: EvalSection = Field(default_factory=EvalSection)  # type: ignore[arg-type]
     output: OutputSection = Field(default_factory=OutputSection)  # type: ignore[arg-type]
     progressive: ProgressiveSection | None = None
+    strategy: StrategySection = Field(default_factory=StrategySection)  # type: ignore[arg-type]
 
     @model_validator(mode="before")
     @classmethod
@@ -203,16 +249,23 @@ class TrainConfig(_Section):
         return self
 
     def run_name(self) -> str:
-        """output.name, or '<method>-<8 hex of the config without output>' so --resume finds the same folder."""
+        """output.name, or '<method>-<8 hex of the config without output and strategy>' so --resume finds the same
+        folder (a run saved by 2 ranks resumes with 1)."""
         if self.output.name:
             return self.output.name
-        body = self.model_dump(mode="json", exclude={"output"})
+        body = self.model_dump(mode="json", exclude={"output", "strategy"})
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.method.name}-{digest}"
 
     def to_yaml(self) -> str:
         """The resolved config as YAML (what the run folder keeps as config.yaml)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def same_run_as(self, saved_yaml: str) -> bool:
+        """True when `saved_yaml` (a run's config.yaml) is this config up to the launch (strategy section)."""
+        saved = yaml.safe_load(saved_yaml) or {}
+        saved.pop("strategy", None)
+        return saved == self.model_dump(mode="json", exclude={"strategy"})
 
 
 def _format(exc: PydanticValidationError, source: str) -> str:

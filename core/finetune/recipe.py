@@ -8,6 +8,11 @@ themselves come from libraries: models from transformers, methods from peft, Ada
 torch/transformers, metrics from prometheus_client.
 
 The run is written into `<runs>/.<name>.partial/` and renamed to `<runs>/<name>/` only when it is complete.
+
+The same recipe runs under torchrun (core/finetune/launch.py starts it): `World` says which rank this is, the
+strategy wraps the model (core/finetune/parallelize.py, pipeline_parallel.py), each data-parallel rank takes its
+share of every micro-batch, and only rank 0 writes the run folder. Each rank's loss is its shard's summed
+answer-token loss over the whole micro-batch's count, so N ranks follow one process's trajectory.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ import torch
 from core.console import console
 from core.data.records import load_records
 from core.errors import ConflictError, FinmedError, NotFoundError
+from core.finetune import checkpoint_state
 from core.finetune import dataset as ds
 from core.finetune.config import TrainConfig
+from core.finetune.distributed import World
 from core.finetune.fgm import FGM
 from core.finetune.methods import apply_method, count_parameters, save_trained
-from core.monitoring.gradient_health import gradient_health
+from core.monitoring.gradient_health import GradientHealth, gradient_squares, health_of
+from core.monitoring.rank_metrics import RankStep, as_dict, combine
 from core.monitoring.training_metrics import TrainingMetrics
 
 StepHook = Callable[[int, dict[str, Any]], None]
@@ -64,7 +72,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class Recipe:
-    """A single-device fine-tuning run.
+    """A fine-tuning run: one process, or this rank's part of a distributed one.
 
     Args:
         config: validated config (paths already resolved, see `resolve_paths`).
@@ -89,6 +97,11 @@ class Recipe:
         self.checkpoint = self.work_dir / "checkpoint.pt"
         self.step = 0
         self.fgm: FGM | None = None
+        self.world = World()
+        self.pipeline: Any = None
+        self.accelerator: Any = None
+        self.averages = False
+        self.metrics: TrainingMetrics | None = None
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -107,9 +120,8 @@ class Recipe:
         if cfg.dataset.fraction < 1.0:
             train_records = train_records[: max(cfg.train.batch_size, round(len(train_records) * cfg.dataset.fraction))]
 
-        from core.finetune.load import load_base
-
-        model, self.tokenizer, tokenizer_path = load_base(cfg.model.base)
+        self.world = World.join(cfg.strategy, cfg.model.device)
+        model, self.tokenizer = self._build_model(total_steps=None)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.train_examples = ds.encode_all(
             train_records, self.tokenizer, cfg.dataset.max_length, packing=cfg.dataset.packing
@@ -122,20 +134,12 @@ class Recipe:
         if cfg.train.max_steps:
             self.total_steps = min(self.total_steps, cfg.train.max_steps)
 
-        want = cfg.model.device
-        self.device = torch.device(
-            "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
-        )
-        if cfg.model.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        torch.manual_seed(cfg.train.seed)
-        model = apply_method(model, cfg.method, tokenizer_path=tokenizer_path, total_steps=self.total_steps)
+        self.device = self.world.device
+        model, _ = self._build_model(total_steps=self.total_steps, base=model)
         self.model = model.to(self.device, dtype=getattr(torch, cfg.model.dtype))
         self.trainable, self.total_params = count_parameters(self.model)
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            [p for _, p in self.params], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
-        )
+        self._distribute()
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(
@@ -147,53 +151,121 @@ class Recipe:
         if cfg.train.fgm_epsilon > 0:
             self.fgm = FGM(self.model, cfg.train.fgm_epsilon)
 
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics = TrainingMetrics(self.work_dir, self.name)
+        self.world.barrier()  # every rank has checked the folders before rank 0 creates one
+        if self.world.is_main:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            self.metrics = TrainingMetrics(self.work_dir, self.name)
         if self.resume:
             self._load_checkpoint()
-        else:
+        elif self.world.is_main:
             (self.work_dir / "config.yaml").write_text(cfg.to_yaml())
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
+    def _build_model(self, *, total_steps: int | None, base: Any = None) -> tuple[Any, Any]:
+        """Load the base (unless given) and, once `total_steps` is known, apply the method to it."""
+        from core.finetune.load import load_base
+
+        cfg = self.config
+        tokenizer = None
+        if base is None:
+            base, tokenizer, self.tokenizer_path = load_base(cfg.model.base)
+        if total_steps is None:
+            return base, tokenizer
+        if cfg.model.gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        torch.manual_seed(cfg.train.seed)
+        return apply_method(base, cfg.method, tokenizer_path=self.tokenizer_path, total_steps=total_steps), tokenizer
+
+    def _distribute(self) -> None:
+        """Wrap the model for the strategy and build the optimizer over what this rank trains."""
+        cfg = self.config
+        self.module: Any = self.model
+        if cfg.strategy.name == "pp":
+            from core.finetune.pipeline_parallel import Pipeline
+
+            rows = -(-cfg.train.batch_size // self.world.dp)
+            self.pipeline = Pipeline(
+                self.model, self.world, rows=rows, width=cfg.dataset.max_length, pad_id=self.pad_id
+            )
+            self.params_all = self.params
+            self.params = self.pipeline.owned(self.params)
+            self.optimizer: Any = torch.optim.AdamW(
+                [p for _, p in self.params], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+            )
+            return
+        from core.finetune.parallelize import prepare
+
+        ds_config = None
+        if cfg.strategy.name == "deepspeed":
+            from core.finetune.deepspeed_config import deepspeed_config
+
+            ds_config = deepspeed_config(cfg, world_size=self.world.size)
+        prepared = prepare(
+            self.model, self.world, cfg.strategy, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+            ds_config=ds_config,
+        )  # fmt: skip
+        self.module, self.optimizer = prepared.module, prepared.optimizer
+        self.averages, self.accelerator = prepared.averages, prepared.accelerator
+        self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]  # FSDP/TP: DTensors
+
     def _load_checkpoint(self) -> None:
         saved = (self.work_dir / "config.yaml").read_text()
-        if saved != self.config.to_yaml():
+        if not self.config.same_run_as(saved):
             raise ConflictError(
                 f"the config differs from the one {self.work_dir} was started with; resume with the same"
             )
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
-        own = dict(self.params)
-        with torch.no_grad():
-            for name, tensor in state["weights"].items():
-                own[name].copy_(tensor)
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        checkpoint_state.restore(
+            self.world, self.module, self.optimizer, state["weights"], state["optimizer"], staged=self._staged
+        )
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         torch.set_rng_state(state["rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(state["cuda_rng"])
-        self.metrics.truncate_after(self.step)
+        if self.metrics is not None:
+            self.metrics.truncate_after(self.step)
+
+    @property
+    def _staged(self) -> bool:
+        return self.pipeline is not None
 
     # ----------------------------------------------------------------------------------------------- checkpoint
     def save_checkpoint(self) -> None:
-        """Save trainable weights, optimizer, scheduler, step and RNG states (atomically) for --resume."""
-        state = {
-            "weights": {name: p.detach().clone() for name, p in self.params},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "step": self.step,
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
-        }
-        tmp = self.checkpoint.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+        """Save trainable weights, optimizer, scheduler, step and RNG states (atomically) for --resume.
+
+        Weights and optimizer states are gathered whole by name (checkpoint_state), so any world size resumes them.
+        Every rank calls this; rank 0 writes the file.
+        """
+        if self.config.strategy.name == "deepspeed":
+            return  # ZeRO partitions live in DeepSpeed's engine; launch.py refuses --resume for deepspeed
+        if self.pipeline is not None:
+            self.pipeline.sync_weights(self.params_all)
+        gathered = checkpoint_state.gather(self.world, self.module, self.optimizer, staged=self._staged)
+        if gathered is not None:
+            weights, optimizer = gathered
+            state = {
+                "weights": weights,
+                "optimizer": optimizer,
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "world_size": self.world.size,
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+            }
+            tmp = self.checkpoint.with_suffix(".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, self.checkpoint)
+        self.world.barrier()
         self.checkpoint_step = self.step
 
     # ----------------------------------------------------------------------------------------------- training
-    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(**batch).loss
+    def _forward(self, batch: dict[str, torch.Tensor], num_items: int | None = None) -> torch.Tensor:
+        """The model's loss: the answer-token mean, or (distributed) the summed loss / `num_items`."""
+        if num_items is None:
+            return self.module(**batch).loss
+        return self.module(**batch, num_items_in_batch=num_items).loss
 
     def _optimizer_steps(self) -> Any:
         """Yield lists of micro-batches, one list per optimizer step, from the current step onwards."""
@@ -215,7 +287,9 @@ class Recipe:
         return TrainingStopped(f"step {self.step + 1}: {what}; run stopped, {where}; lower train.lr or check the data")
 
     def train_step(self, group: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
-        """One optimizer step over `group` micro-batches; returns its metrics row."""
+        """One optimizer step over `group` micro-batches; returns its metrics row (all ranks' figures combined)."""
+        if self.world.distributed:
+            return self._distributed_step(group)
         start = time.perf_counter()
         self.model.train()
         loss_sum, tokens, attacked = 0.0, 0, False
@@ -232,26 +306,108 @@ class Recipe:
                     attacked = True
                     (self._forward(batch) / len(group)).backward()
                 self.fgm.restore()
-        health = gradient_health(self.params)
+        health = health_of([gradient_squares(self.params)])
+        lr = self._apply_gradients(health)
+        elapsed = time.perf_counter() - start
+        rank = RankStep(0, tokens, elapsed, peak_memory_mb(self.device))
+        return self._row(loss_sum, lr, combine([rank]), health, attacked)
+
+    def _distributed_step(self, group: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        """This rank's share of one optimizer step; every rank returns the same combined row."""
+        start = time.perf_counter()
+        self.module.train()
+        loss_sum, tokens, attacked = 0.0, 0, False
+        scale = self.world.dp if self.averages else 1  # DDP/FSDP/DeepSpeed average gradients over dp ranks
+        for batch in group:
+            num_items = max(1, int((batch["labels"][:, 1:] != ds.IGNORE).sum()))  # answer tokens, whole micro-batch
+            shard = self.world.shard(batch, self.pad_id)
+            if bool((shard["labels"] != ds.IGNORE).any()):
+                tokens += int(shard["attention_mask"].sum())
+            if self.pipeline is not None:
+                loss_sum += self.pipeline.step(shard, num_items) / len(group)
+                continue
+            shard = {k: v.to(self.device) for k, v in shard.items()}
+            loss = self._forward(shard, num_items)
+            self._backward(loss * scale / len(group))
+            loss_sum += loss.item() / len(group)
+            if self.fgm is not None:
+                if self.fgm.attack():
+                    attacked = True
+                    self._backward(self._forward(shard, num_items) * scale / len(group))
+                self.fgm.restore()
+        if self.pipeline is not None:
+            loss_total = self.world.sum(loss_sum)  # only last-stage ranks hold a share
+            self._sum_over_dp()
+            parts = self.world.gather((self.world.coordinate("dp"), gradient_squares(self.params)))
+            health = health_of(part for dp, part in parts if dp == 0)
+        else:
+            loss_total = self.world.sum(loss_sum, "dp")
+            health = health_of([gradient_squares(self._grad_view())])
+        if not math.isfinite(loss_total):
+            raise self._stop(f"training loss is {loss_total} (not finite)")
+        lr = self._apply_gradients(health)
+        elapsed = time.perf_counter() - start
+        counts = self.world.coordinate("tp") == 0 and self.world.coordinate("pp") == 0
+        mine = RankStep(self.world.rank, tokens, elapsed, peak_memory_mb(self.device), counts_tokens=counts)
+        ranks = [RankStep(**part) for part in self.world.gather(as_dict(mine))]
+        return self._row(loss_total, lr, combine(ranks), health, attacked)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.config.strategy.name == "deepspeed":
+            self.module.backward(loss)  # the DeepSpeed engine (accelerate prepared it); it steps in _apply_gradients
+        else:
+            loss.backward()
+
+    def _grad_view(self) -> list[tuple[str, Any]]:
+        """Named objects whose `.grad` is the whole gradient (ZeRO keeps partitions; DeepSpeed gathers them)."""
+        if self.config.strategy.name != "deepspeed":
+            return self.params
+        from types import SimpleNamespace
+
+        from deepspeed.utils import safe_get_full_grad
+
+        return [(n, SimpleNamespace(grad=safe_get_full_grad(p))) for n, p in self.params]
+
+    def _sum_over_dp(self) -> None:
+        """Pipeline + data parallel: each replica's stage gradients are summed over the dp group."""
+        if self.world.dp == 1:
+            return
+        import torch.distributed as dist
+
+        for _, param in self.params:
+            if param.grad is not None:
+                dist.all_reduce(param.grad, group=self.world.group("dp"))
+
+    def _apply_gradients(self, health: GradientHealth) -> float:
+        """Stop on non-finite gradients, clip to train.max_grad_norm, step optimizer and schedule; returns the lr."""
         if not health.finite:
             raise self._stop("gradients are not finite")
-        torch.nn.utils.clip_grad_norm_([p for _, p in self.params], self.config.train.max_grad_norm)
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        if self.config.method.name == "adalora":
-            peft_model: Any = self.model
-            peft_model.base_model.update_and_allocate(self.step)  # AdaLoRA's rank budget schedule
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.config.strategy.name == "deepspeed":
+            self.module.step()  # clipping is DeepSpeed's (gradient_clipping in its config)
+        else:
+            coef = self.config.train.max_grad_norm / (health.total_norm + 1e-6)
+            if coef < 1.0:  # the total norm is over every rank's parameters, so all ranks clip alike
+                with torch.no_grad():
+                    for _, param in self.params:
+                        if param.grad is not None:
+                            param.grad.mul_(coef)
+            self.optimizer.step()
+            if self.config.method.name == "adalora":
+                peft_model: Any = self.model
+                peft_model.base_model.update_and_allocate(self.step)  # AdaLoRA's rank budget schedule
+            self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        elapsed = time.perf_counter() - start
+        return lr
+
+    def _row(
+        self, loss: float, lr: float, ranks: dict[str, Any], health: GradientHealth, attacked: bool
+    ) -> dict[str, Any]:
         return {
             "step": self.step + 1,
-            "loss": loss_sum,
+            "loss": loss,
             "lr": lr,
-            "tokens": tokens,
-            "step_time_s": elapsed,
-            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-            "peak_mem_mb": peak_memory_mb(self.device),
+            **ranks,
             "grad_norm": health.total_norm,
             "layer_grad_norm": health.layer_norms,
             "vanishing_ratio": health.vanishing_ratio,
@@ -264,15 +420,20 @@ class Recipe:
         """Token-weighted mean loss on the eval split (None without one)."""
         if not self.eval_examples:
             return None
-        self.model.eval()
+        # Every rank evaluates the whole split (sharded models need all ranks in each forward); pipeline stages
+        # first share their trained weights and then run the unsplit model.
+        if self.pipeline is not None:
+            self.pipeline.sync_weights(self.params_all)
+        module = self.model if self.pipeline is not None else self.module
+        module.eval()
         total, count = 0.0, 0
         order = list(range(len(self.eval_examples)))
         for batch in ds.batches(self.eval_examples, self.config.eval.batch_size, order, self.pad_id):
             n = int((batch["labels"][:, 1:] != ds.IGNORE).sum())
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            total += float(self._forward(batch)) * n
+            total += float(module(**batch).loss) * n
             count += n
-        self.model.train()
+        module.train()
         return total / count if count else None
 
     def train(self) -> None:
@@ -310,7 +471,8 @@ class Recipe:
                     row["epoch"] = epoch
                     if every and self.step % every == 0 and self.step < self.total_steps:
                         row["eval_loss"] = self.evaluate()
-                    self.metrics.log(row)
+                    if self.metrics is not None:
+                        self.metrics.log(row)
                     progress.update(task, completed=self.step, info=f"loss {row['loss']:.4f}")
                     if self.step % self.config.train.save_steps == 0 and self.step < self.total_steps:
                         self.save_checkpoint()
@@ -331,14 +493,17 @@ class Recipe:
         from core.finetune.plot import plot_loss
 
         eval_loss = self.evaluate()
+        if self.fgm is not None:
+            self.fgm.close()
+            self.fgm = None
+        model = self._whole_model()
+        if not self.world.is_main or self.metrics is None:
+            self.world.barrier()  # rank 0 renames the folder into place
+            return self.final_dir
         rows = self.metrics.rows()
         train_rows = [r for r in rows if "loss" in r]
         final_row = {"step": self.step, "eval_loss": eval_loss, "final": True}
         self.metrics.log(final_row)
-        if self.fgm is not None:
-            self.fgm.close()
-            self.fgm = None
-        model = self.model.to("cpu", dtype=torch.float32)
         save_trained(model, self.config.method.name, self.work_dir)
         self.tokenizer.save_pretrained(self.work_dir / "tokenizer")
         report = {
@@ -361,7 +526,34 @@ class Recipe:
         if self.final_dir.exists():
             shutil.rmtree(self.final_dir)
         self.work_dir.rename(self.final_dir)
+        self.world.barrier()
         return self.final_dir
+
+    def _whole_model(self) -> Any:
+        """The trained model whole, on CPU in float32, on rank 0 (None elsewhere). Every rank calls it.
+
+        Plain, DDP and pipeline models are whole on rank 0 already (stages synced at evaluate); sharded ones (FSDP,
+        tensor parallel, ZeRO) are gathered by name into a freshly built copy of the model.
+        """
+        if self.config.strategy.name == "deepspeed":
+            weights = self.accelerator.get_state_dict(self.module)  # ZeRO-3: gathered 16-bit weights on rank 0
+        elif self.config.strategy.name in ("fsdp", "tp") or self.world.tp > 1:
+            gathered = checkpoint_state.gather(self.world, self.module, self.optimizer)
+            weights = gathered[0] if gathered else None
+        else:
+            return self.model.to("cpu", dtype=torch.float32) if self.world.is_main else None
+        if not self.world.is_main:
+            return None
+        fresh, _ = self._build_model(total_steps=self.total_steps, base=self._build_model(total_steps=None)[0])
+        trainable = {n for n, p in fresh.named_parameters() if p.requires_grad}
+        missing = fresh.load_state_dict({k: v for k, v in weights.items() if k in trainable}, strict=False)
+        if set(missing.missing_keys) & trainable:
+            raise FinmedError(f"gathered weights lack {sorted(set(missing.missing_keys) & trainable)[:3]}")
+        return fresh.to("cpu", dtype=torch.float32)
+
+    def close(self) -> None:
+        """Leave the process group (distributed runs)."""
+        self.world.close()
 
     def cleanup(self) -> None:
         """Undo FGM's requires_grad change if the run ended early."""
@@ -384,3 +576,4 @@ def run_recipe(
         return recipe.finish()
     finally:
         recipe.cleanup()
+        recipe.close()

@@ -5,6 +5,9 @@ The vanishing index has two parts:
   (None when fewer than two decoder layers have trainable weights, e.g. prompt tuning). Values far below 1 mean
   the signal fades on its way down the stack.
 * ``tiny_grad_share`` = share of trainable tensors whose grad norm is below 1e-8 (a missing grad counts as 0).
+
+Under data parallel every rank holds the same (all-reduced) gradients; sharded gradients (FSDP, tensor parallel)
+are gathered whole; pipeline stages each measure their own parameters and `health_of` adds the parts up.
 """
 
 from __future__ import annotations
@@ -52,19 +55,42 @@ class GradientHealth:
         return math.isfinite(self.total_norm)
 
 
-def gradient_health(params: Iterable[tuple[str, nn.Parameter]]) -> GradientHealth:
-    """Measure the gradients stored on `params` (the optimizer's named parameters; call after backward)."""
+@dataclass
+class GradientSquares:
+    """Sums of squared gradient norms per group, summable over ranks that hold different parameters (pipeline
+    stages); `gradient_health` is computed from one or several of them."""
+
+    squares: dict[str, float] = field(default_factory=dict)
+    tiny: int = 0
+    count: int = 0
+
+
+def gradient_squares(params: Iterable[tuple[str, nn.Parameter]]) -> GradientSquares:
+    """Squared grad norms of `params` per group (call after backward). A sharded (DTensor) gradient is gathered
+    whole first, so every rank of a sharded model measures the same numbers."""
+    out = GradientSquares()
+    for name, param in params:
+        out.count += 1
+        grad = param.grad
+        if grad is not None and hasattr(grad, "full_tensor"):
+            grad = grad.full_tensor()
+        norm = 0.0 if grad is None else float(torch.linalg.vector_norm(grad.detach().float()))
+        if norm < TINY:
+            out.tiny += 1
+        group = group_of(name)
+        out.squares[group] = out.squares.get(group, 0.0) + norm * norm
+    return out
+
+
+def health_of(parts: Iterable[GradientSquares]) -> GradientHealth:
+    """Gradient health of the union of `parts` (one per rank holding distinct parameters, or just one)."""
     squares: dict[str, float] = {}
     tiny = count = 0
-    total_sq = 0.0
-    for name, param in params:
-        count += 1
-        norm = 0.0 if param.grad is None else float(torch.linalg.vector_norm(param.grad.detach().float()))
-        if norm < TINY:
-            tiny += 1
-        group = group_of(name)
-        squares[group] = squares.get(group, 0.0) + norm * norm
-        total_sq += norm * norm
+    for part in parts:
+        tiny, count = tiny + part.tiny, count + part.count
+        for group, value in part.squares.items():
+            squares[group] = squares.get(group, 0.0) + value
+    total_sq = sum(squares.values())
     norms = {group: math.sqrt(value) for group, value in squares.items()}
     layers = sorted((int(g.split("_")[1]), v) for g, v in norms.items() if g.startswith("layer_"))
     ratio = None
@@ -72,6 +98,11 @@ def gradient_health(params: Iterable[tuple[str, nn.Parameter]]) -> GradientHealt
         ratio = layers[0][1] / layers[-1][1] if layers[-1][1] > 0 else 0.0
     ordered = dict(sorted(norms.items(), key=lambda kv: (not kv[0].startswith("layer_"), _order(kv[0]))))
     return GradientHealth(math.sqrt(total_sq), ordered, ratio, tiny / count if count else 0.0)
+
+
+def gradient_health(params: Iterable[tuple[str, nn.Parameter]]) -> GradientHealth:
+    """Measure the gradients stored on `params` (the optimizer's named parameters; call after backward)."""
+    return health_of([gradient_squares(params)])
 
 
 def _order(group: str) -> tuple[int, str]:

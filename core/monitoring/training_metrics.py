@@ -1,7 +1,9 @@
 """Per-step training metrics: one line per step in metrics.jsonl and Prometheus gauges in a textfile.
 
-No pushgateway: the gauges live in a per-run `CollectorRegistry` written atomically to `<run>/metrics.prom` (the
-node-exporter textfile format) after every step, where the monitoring stack scrapes or tails it.
+In a distributed run only rank 0 writes, a row whose figures already combine every rank (core/monitoring/
+rank_metrics.py): tokens/s summed, peak memory the largest with each rank's beside it. No pushgateway: the gauges
+live in a per-run `CollectorRegistry` written atomically to `<run>/metrics.prom` (the node-exporter textfile
+format) after every step, where the monitoring stack scrapes or tails it.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ class TrainingMetrics:
             "vanishing_ratio": gauge("vanishing_ratio", "Grad norm of the lowest / highest trainable layer."),
             "tiny_grad_share": gauge("tiny_grad_share", "Share of trainable tensors with grad norm below 1e-8."),
             "eval_loss": gauge("eval_loss", "Loss on the held-out split at the last evaluation."),
+            "world_size": gauge("world_size", "Processes taking part in the run (1 without a strategy)."),
         }
         self.layer_gauge = gauge("layer_grad_norm", "Gradient norm per layer group.", ["layer"])
+        self.rank_memory = gauge("rank_peak_memory_megabytes", "Peak memory of each rank.", ["rank"])
         self.run = run
 
     def truncate_after(self, step: int) -> None:
@@ -65,6 +69,8 @@ class TrainingMetrics:
                 gauge.labels(run=self.run).set(value)
         for layer, value in (row.get("layer_grad_norm") or {}).items():
             self.layer_gauge.labels(run=self.run, layer=layer).set(value)
+        for rank, value in enumerate(row.get("peak_mem_mb_per_rank") or []):
+            self.rank_memory.labels(run=self.run, rank=str(rank)).set(value)
         write_to_textfile(str(self.prom), self.registry)
 
     def rows(self) -> list[dict[str, Any]]:
