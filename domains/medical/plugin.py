@@ -10,4 +10,5 @@ POLICY_FILE = Path(__file__).with_name("review_policy.yaml")
 plugin = DomainPlugin(
     name="medical",
     review_policies={"default": lambda **overrides: load_policy(POLICY_FILE, overrides=overrides)},
+    tables=("domains.medical.tables",),
 )
