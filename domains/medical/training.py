@@ -149,10 +149,10 @@ def medical_config(name: str, overrides: list[str]):  # noqa: ANN201  (core.fine
     return load_config(path, overrides)
 
 
-def quick_overrides(base: str, steps: int = 3) -> list[str]:
-    """Overrides of the quick profile (tests, `finmed demo --tiny`): any base, a few steps, short examples."""
+def quick_overrides(steps: int = 3) -> list[str]:
+    """Overrides of the quick profile (tests, `finmed demo --tiny`): a few steps, short examples, every layer (a
+    tiny model has 2)."""
     return [
-        f"model.base={base}",
         f"train.max_steps={steps}",
         "train.batch_size=4",
         "train.save_steps=1000",
@@ -180,12 +180,13 @@ def read_lineage(folder: Path) -> dict[str, Any]:
 def train_stage1(
     out_dir: Path,
     *,
+    base: str = "default",
     corpus: Path | None = None,
     overrides: list[str] | None = None,
     per_source: int = 400,
     show_progress: bool = True,
 ) -> tuple[Path, Path]:
-    """Train stage 1 and merge it; returns (run folder, stage-1 base folder out_dir/stage1-base).
+    """Train stage 1 on `base` and merge it; returns (run folder, stage-1 base folder out_dir/stage1-base).
 
     Raises:
         ValidationError / NotFoundError: bad config, corpus or base (core.finetune's messages).
@@ -200,8 +201,8 @@ def train_stage1(
     counts = dict(Counter(r["meta"]["source"] for r in records))
     config = medical_config(
         "medical-stage1.yaml",
-        [f"dataset.path={data}", f"output.dir={out_dir}", "output.name=medical-stage1", "output.overwrite=true"]
-        + list(overrides or []),
+        [f"model.base={base}", f"dataset.path={data}", f"output.dir={out_dir}", "output.name=medical-stage1",
+         "output.overwrite=true"] + list(overrides or []),  # fmt: skip
     )
     run = run_training(config, show_progress=show_progress)
     lineage = _lineage(config, data, sha, counts, stage=1, run=str(run))
@@ -236,8 +237,7 @@ def train_stage2(
         [f"model.base={base}", f"dataset.path={data}", f"output.dir={out_dir}", f"output.name={name}",
          "output.overwrite=true"] + list(overrides or []),
     )  # fmt: skip
-    if config.model.base != base:  # an override named another base: the lineage must say the one used
-        base = config.model.base
+    base = config.model.base  # an override may name another base: the lineage says the one used
     run = run_training(config, show_progress=show_progress)
     stage1 = read_lineage(Path(base)) if Path(base).is_dir() else {}
     lineage = _lineage(config, data, sha, {f"hospital:{hospital}": len(records)}, stage=2, hospital=hospital,
