@@ -119,9 +119,41 @@ class HttpEngine:
         self.client.close()
 
 
-async def _draft_all(
-    engine: Any, reports: list[Report], priors: list[list[Prior]], *, concurrency: int, max_tokens: int
+class ServedEngine:
+    """A model already loaded by the running model server (for routes such as POST /v1/medical/draft).
+
+    Args:
+        state: the server's core.serving.state.ServingState; name: the served version name.
+    """
+
+    def __init__(self, state: Any, name: str) -> None:
+        from transformers import AutoTokenizer
+
+        self.state, self.name = state, name
+        self.tokenizer = AutoTokenizer.from_pretrained(str(state.worker(name).model.folder))
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """See InProcessEngine.render."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    async def agenerate(self, prompt: str, max_tokens: int) -> str:
+        """See InProcessEngine.agenerate."""
+        done = await self.state.generate(self.name, prompt, max_tokens=max_tokens, temperature=0.0, stop=STOP)
+        return str(done.text)
+
+    def close(self) -> None:
+        """Nothing to release: the server owns the model."""
+
+
+async def adraft(
+    engine: Any,
+    reports: list[Report],
+    priors: list[list[Prior]],
+    *,
+    concurrency: int = 1,
+    max_tokens: int = MAX_NEW_TOKENS,
 ) -> list[Draft]:
+    """Draft `reports` (with their priors) on a running event loop, at most `concurrency` requests in flight."""
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(report: Report, context: list[Prior]) -> Draft:
@@ -133,6 +165,7 @@ async def _draft_all(
         return Draft(report, prompt, text, latency, label_report(text), [p.report_id for p in context])
 
     return list(await asyncio.gather(*(one(r, p) for r, p in zip(reports, priors, strict=True))))
+
 
 
 def draft_reports(
@@ -160,7 +193,7 @@ def draft_reports(
     for start in range(0, len(reports), chunk):
         part = reports[start : start + chunk]
         priors = [similar.similar(r, k_similar) if similar is not None else [] for r in part]
-        out += asyncio.run(_draft_all(engine, part, priors, concurrency=concurrency, max_tokens=max_tokens))
+        out += asyncio.run(adraft(engine, part, priors, concurrency=concurrency, max_tokens=max_tokens))
         if on_done is not None:
             on_done(len(part))
     return out

@@ -36,7 +36,7 @@ class Report:
         sections: canonical section -> text.
         found: sections found, in order; inline: those whose header was inside a line.
         problems: layout and decoding notes; unusable: reasons the report cannot be drafted or trained on.
-        source: file path or `file:row`.
+        source: file path or `file:row`; raw: the decoded text as read ("" for rows given as sections).
     """
 
     report_id: str
@@ -46,6 +46,7 @@ class Report:
     inline: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     source: str = ""
+    raw: str = ""
 
     @property
     def findings(self) -> str:
@@ -123,7 +124,7 @@ def report_from_text(text: str, *, report_id: str, hospital: str = "", source: s
     """Parse one report's text into a Report."""
     parsed: ParsedReport = parse_sections(text)
     problems = ([note] if note else []) + parsed.problems
-    return Report(report_id, hospital, parsed.sections, parsed.found, parsed.inline, problems, source)
+    return Report(report_id, hospital, parsed.sections, parsed.found, parsed.inline, problems, source, text)
 
 
 def report_from_row(row: dict[str, object], mapping: dict[str, str], *, where: str, hospital: str) -> Report:
