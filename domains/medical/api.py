@@ -64,8 +64,14 @@ def make_router() -> APIRouter:
         return {
             "model": name,
             "drafts": [
-                {"study": d.report.report_id, "draft": d.text, "labels": d.labels, "latency_ms": round(d.latency_ms, 1),
-                 "priors": d.priors, "draft_id": stored[i] if stored else None}
+                {
+                    "study": d.report.report_id,
+                    "draft": d.text,
+                    "labels": d.labels,
+                    "latency_ms": round(d.latency_ms, 1),
+                    "priors": d.priors,
+                    "draft_id": stored[i] if stored else None,
+                }
                 for i, d in enumerate(drafts)
             ],  # fmt: skip
         }

@@ -47,7 +47,9 @@ def split(reports: list[Report], share: float = TRAIN_SHARE) -> tuple[list[Repor
     """(first `share` of reports, the rest), order kept; both non-empty or ValidationError."""
     cut = int(round(len(reports) * share))
     if cut < 1 or cut >= len(reports):
-        raise ValidationError(f"{len(reports)} usable report(s): a backtest needs at least 2 (one to train, one to test)")
+        raise ValidationError(
+            f"{len(reports)} usable report(s): a backtest needs at least 2 (one to train, one to test)"
+        )
     return reports[:cut], reports[cut:]
 
 

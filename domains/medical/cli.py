@@ -121,7 +121,9 @@ def train(
     if not from_base:
         stage1 = pipeline.stage1_base(settings.data_dir)
         if not stage1.is_dir():
-            raise ValidationError(f"no stage-1 base at {stage1}: run `finmed medical train --stage 1` or pass --from-base")
+            raise ValidationError(
+                f"no stage-1 base at {stage1}: run `finmed medical train --stage 1` or pass --from-base"
+            )
         base = str(stage1)
     usable, skipped = _usable(_read(reports, mapping, hospital), need_impression=True)
     run = train_stage2(usable, out or pipeline.medical_dir(settings.data_dir) / "runs", hospital=hospital, base=base,
@@ -179,7 +181,9 @@ def draft(
             from domains.medical.drafting import HttpEngine
 
             name = pipeline.model_name(hospital)
-            chosen = pipeline.DraftingModel(HttpEngine(server, api_key, model=name, tokenizer_dir=model), name, None, "")
+            chosen = pipeline.DraftingModel(
+                HttpEngine(server, api_key, model=name, tokenizer_dir=model), name, None, ""
+            )
         else:
             if model is None and user is None:
                 raise ValidationError("reading the registry needs --as USER (or pass --model FOLDER)")
@@ -230,8 +234,11 @@ def backtest(
         )  # fmt: skip
     m = result.metrics
     for name in VARIANTS:
-        console.print(f"{name:9s} finding F1 micro {m[name]['finding_f1_micro']:.3f} | agreement {m[name]['agreement']:.3f}"
-                      f" | ROUGE-L {m[name]['rouge_l']:.3f} | p95 {m[name]['p95_latency_ms']:.0f} ms")  # fmt: skip
+        v = m[name]
+        console.print(
+            f"{name:9s} finding F1 micro {v['finding_f1_micro']:.3f} | agreement {v['agreement']:.3f}"
+            f" | ROUGE-L {v['rouge_l']:.3f} | p95 {v['p95_latency_ms']:.0f} ms"
+        )
     console.print(f"-> {out / 'metrics.json'}")
 
 
@@ -267,8 +274,12 @@ def worklist(
     with migrated_session() as session:
         entries = list_open(session, user=get_user(session, as_user), hospital=hospital)
         for e in entries:
-            console.print(f"draft {e.draft.id}  {e.draft.hospital}  {e.draft.study_id}  {e.item.state}  "
-                          f"{e.draft.created_at:%Y-%m-%d %H:%M}  {e.draft.draft_text[:60]!r}", highlight=False)  # fmt: skip
+            d = e.draft
+            console.print(
+                f"draft {d.id}  {d.hospital}  {d.study_id}  {e.item.state}  {d.created_at:%Y-%m-%d %H:%M}  "
+                f"{d.draft_text[:60]!r}",
+                highlight=False,
+            )
         console.print(f"{len(entries)} open draft(s)")
 
 

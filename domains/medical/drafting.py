@@ -167,7 +167,6 @@ async def adraft(
     return list(await asyncio.gather(*(one(r, p) for r, p in zip(reports, priors, strict=True))))
 
 
-
 def draft_reports(
     engine: Any,
     reports: list[Report],

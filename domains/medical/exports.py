@@ -1,8 +1,8 @@
 """Export medical runs and bases to ONNX Runtime GenAI folders and register them as model versions with lineage.
 
 RECOMMENDED_PRECISION is the precision drafts are served at: int8 (MatMulNBits 8-bit). int4 RTN lost the answer
-format of the finance adapter on the default model (bench/results/finance.md, run 3: int8 kept it), so medical does not default to it;
-bench/medical.py measures int4 latency beside it.
+format of the finance adapter on the default model (bench/results/finance.md, run 3: int8 kept it), so medical
+does not default to it; bench/medical.py measures int4 latency beside it.
 """
 
 from __future__ import annotations

@@ -120,7 +120,9 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-def report_from_text(text: str, *, report_id: str, hospital: str = "", source: str = "", note: str | None = None) -> Report:
+def report_from_text(
+    text: str, *, report_id: str, hospital: str = "", source: str = "", note: str | None = None
+) -> Report:
     """Parse one report's text into a Report."""
     parsed: ParsedReport = parse_sections(text)
     problems = ([note] if note else []) + parsed.problems
@@ -129,9 +131,6 @@ def report_from_text(text: str, *, report_id: str, hospital: str = "", source: s
 
 def report_from_row(row: dict[str, object], mapping: dict[str, str], *, where: str, hospital: str) -> Report:
     """A Report from one JSONL/CSV row: its `text` parsed, or its section fields taken as they are."""
-    missing = [f"{name}={column}" for name, column in mapping.items() if column not in row]
-    if missing:
-        raise ValidationError(f"{where}: mapped key(s) not in the row: {', '.join(missing)}; keys: {', '.join(row)}")
     get = {name: row.get(mapping.get(name, name)) for name in CANONICAL}
     values = {k: ("" if v is None else str(v)) for k, v in get.items()}
     report_id = values["report_id"] or where.rsplit(":", 1)[-1]
@@ -144,7 +143,9 @@ def report_from_row(row: dict[str, object], mapping: dict[str, str], *, where: s
         return report
     sections = {name: clean_section(values[name]) for name in SECTION_FIELDS if values[name].strip()}
     if not sections:
-        raise ValidationError(f"{where}: the row has neither `text` nor any section field ({', '.join(SECTION_FIELDS)})")
+        raise ValidationError(
+            f"{where}: the row has neither `text` nor any section field ({', '.join(SECTION_FIELDS)})"
+        )
     return Report(report_id, hosp, sections, [n for n in SECTION_FIELDS if n in sections], [], [], where)
 
 
@@ -197,6 +198,12 @@ def read_reports(path: Path, mapping: dict[str, str] | None = None, *, hospital:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".csv"):
         rows = _rows_jsonl(path) if suffix != ".csv" else _rows_csv(path)
+        keys = {k for _, row in rows for k in row}
+        missing = [f"{name}={column}" for name, column in mapping.items() if column not in keys]
+        if missing:
+            raise ValidationError(
+                f"{path}: mapped key(s) in no row: {', '.join(missing)}; keys: {', '.join(sorted(keys))}"
+            )
         reports = [report_from_row(row, mapping, where=where, hospital=hospital) for where, row in rows]
         ids = Counter(r.report_id for r in reports)
         dupes = sorted(i for i, c in ids.items() if c > 1)
@@ -204,4 +211,6 @@ def read_reports(path: Path, mapping: dict[str, str] | None = None, *, hospital:
             raise ValidationError(f"{path}: report id(s) repeated: {', '.join(dupes[:5])}")
         return Ingested(reports, str(path))
     text, note = decode(path.read_bytes())
-    return Ingested([report_from_text(text, report_id=path.stem, hospital=hospital, source=str(path), note=note)], str(path))
+    return Ingested(
+        [report_from_text(text, report_id=path.stem, hospital=hospital, source=str(path), note=note)], str(path)
+    )

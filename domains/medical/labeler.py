@@ -46,17 +46,55 @@ UNCERTAIN_AFTER = [
     "not ruled out", "is possible", "is suspected", "is questioned", "versus", "vs", "vs.", "is likely",
     "is probable", "is questionable", "not entirely excluded",
 ]  # fmt: skip
-NEGATION_BEFORE_EXTRA = ["resolved", "resolution of", "interval resolution of", "no longer", "removal of",
-                         "interval removal of", "clear of", "clearing of", "no evidence of", "no radiographic evidence of"]
-NEGATION_AFTER_EXTRA = ["has resolved", "have resolved", "resolved", "has cleared", "have cleared", "cleared",
-                        "no longer seen", "no longer visualized", "is no longer seen", "has been removed",
-                        "have been removed", "removed", "is absent", "are absent", "not seen", "is not seen",
-                        "are not seen", "not identified", "is not identified", "not present"]
+NEGATION_BEFORE_EXTRA = [
+    "resolved",
+    "resolution of",
+    "interval resolution of",
+    "no longer",
+    "removal of",
+    "interval removal of",
+    "clear of",
+    "clearing of",
+    "no evidence of",
+    "no radiographic evidence of",
+]
+NEGATION_AFTER_EXTRA = [
+    "has resolved",
+    "have resolved",
+    "resolved",
+    "has cleared",
+    "have cleared",
+    "cleared",
+    "no longer seen",
+    "no longer visualized",
+    "is no longer seen",
+    "has been removed",
+    "have been removed",
+    "removed",
+    "is absent",
+    "are absent",
+    "not seen",
+    "is not seen",
+    "are not seen",
+    "not identified",
+    "is not identified",
+    "not present",
+]
 # Moved out of negspacy's clinical negations: in radiology they hedge ("atelectasis versus pneumonia").
 NEGATION_MOVED = ("versus", "evaluate for", "rule out", "rules out", "r/o", "ro")
-NEGATION_PSEUDO_EXTRA = ["cannot exclude", "can not exclude", "cannot be excluded", "can not be excluded",
-                         "not excluded", "cannot rule out", "can not rule out", "cannot be ruled out",
-                         "not entirely excluded", "no interval change", "not significantly changed"]
+NEGATION_PSEUDO_EXTRA = [
+    "cannot exclude",
+    "can not exclude",
+    "cannot be excluded",
+    "can not be excluded",
+    "not excluded",
+    "cannot rule out",
+    "can not rule out",
+    "cannot be ruled out",
+    "not entirely excluded",
+    "no interval change",
+    "not significantly changed",
+]
 TERMINATION_EXTRA = ["there is", "there are", "there has been", "otherwise", "with new", "while", "whereas"]
 _SENTENCE = re.compile(r"[^.;!?\n]+(?:[.;!?]+|$)", re.MULTILINE)
 

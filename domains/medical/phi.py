@@ -24,8 +24,9 @@ MRN = re.compile(
     r"(?P<value>[A-Z]{0,3}\d[\dA-Z-]{3,19})\b",
     re.IGNORECASE,
 )
-ACCESSION = re.compile(r"(?P<label>\b(?:Accession|Acc|Order)(?: number| no\.?| #)?\s*[:#]?\s*)(?P<value>[A-Z0-9-]{5,20})\b",
-                       re.IGNORECASE)
+ACCESSION = re.compile(
+    r"(?P<label>\b(?:Accession|Acc|Order)(?: number| no\.?| #)?\s*[:#]?\s*)(?P<value>[A-Z0-9-]{5,20})\b", re.IGNORECASE
+)
 DATE = re.compile(
     r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b"  # 2024-03-05
     r"|\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b"  # 03/05/2024, 5.3.24

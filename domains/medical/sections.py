@@ -40,7 +40,8 @@ _BY_SPELLING = {s: name for name, spellings in HEADERS.items() for s in spelling
 _ALT = "|".join(sorted((re.escape(s).replace(r"\ ", r"\s+") for s in _BY_SPELLING), key=len, reverse=True))
 # A header at the start of a line: with a colon (any case, text may follow), or alone on its line (no colon).
 LINE_HEADER = re.compile(rf"^[ \t]*(?P<h>{_ALT})[ \t]*(?::[ \t]*|[ \t]*$)", re.IGNORECASE | re.MULTILINE)
-# A header inside a line: upper or title case with a colon, after a sentence end or a run of spaces ("... clear. IMPRESSION:").
+# A header inside a line: upper or title case with a colon, after a sentence end or a run of spaces
+# ("... clear. IMPRESSION:").
 INLINE_HEADER = re.compile(rf"(?:(?<=[.;])|(?<=\s\s))[ \t]*(?P<h>{_ALT})[ \t]*:[ \t]*", re.IGNORECASE)
 PREAMBLE = re.compile(r"^\s*(?:FINAL REPORT|PRELIMINARY REPORT|ADDENDUM)\b[ \t]*:?", re.IGNORECASE)
 BLANKS = re.compile(r"_{2,}")

@@ -17,19 +17,60 @@ from core.atomic import atomic_dir
 
 # finding -> (present phrasings, impression phrase); "{side}" is filled with a side.
 PRESENT: dict[str, tuple[tuple[str, ...], str]] = {
-    "cardiomegaly": (("The heart is enlarged.", "Moderate cardiomegaly.", "Cardiac silhouette is enlarged."), "cardiomegaly"),
+    "cardiomegaly": (
+        ("The heart is enlarged.", "Moderate cardiomegaly.", "Cardiac silhouette is enlarged."),
+        "cardiomegaly",
+    ),
     "enlarged_cardiomediastinum": (("The mediastinum is widened.", "Widened mediastinum."), "widened mediastinum"),
-    "edema": (("There is mild pulmonary edema.", "Interstitial edema with vascular congestion.", "Pulmonary vascular congestion."), "pulmonary edema"),
-    "consolidation": (("Consolidation in the {side} lower lobe.", "There is {side} basilar consolidation."), "{side} lower lobe consolidation"),
-    "pneumonia": (("Patchy opacity in the {side} lung compatible with pneumonia.", "Findings consistent with {side} lower lobe pneumonia."), "{side} pneumonia"),
-    "atelectasis": (("Bibasilar atelectasis.", "There is {side} basilar atelectasis.", "Linear atelectasis at the {side} base."), "{side} basilar atelectasis"),
-    "pneumothorax": (("There is a small {side} apical pneumothorax.", "Small {side} pneumothorax."), "small {side} pneumothorax"),
-    "pleural_effusion": (("Small {side} pleural effusion.", "There is a moderate {side} pleural effusion.", "Blunting of the {side} costophrenic angle."), "{side} pleural effusion"),
+    "edema": (
+        (
+            "There is mild pulmonary edema.",
+            "Interstitial edema with vascular congestion.",
+            "Pulmonary vascular congestion.",
+        ),
+        "pulmonary edema",
+    ),
+    "consolidation": (
+        ("Consolidation in the {side} lower lobe.", "There is {side} basilar consolidation."),
+        "{side} lower lobe consolidation",
+    ),
+    "pneumonia": (
+        (
+            "Patchy opacity in the {side} lung compatible with pneumonia.",
+            "Findings consistent with {side} lower lobe pneumonia.",
+        ),
+        "{side} pneumonia",
+    ),
+    "atelectasis": (
+        ("Bibasilar atelectasis.", "There is {side} basilar atelectasis.", "Linear atelectasis at the {side} base."),
+        "{side} basilar atelectasis",
+    ),
+    "pneumothorax": (
+        ("There is a small {side} apical pneumothorax.", "Small {side} pneumothorax."),
+        "small {side} pneumothorax",
+    ),
+    "pleural_effusion": (
+        (
+            "Small {side} pleural effusion.",
+            "There is a moderate {side} pleural effusion.",
+            "Blunting of the {side} costophrenic angle.",
+        ),
+        "{side} pleural effusion",
+    ),
     "pleural_other": (("{Side} pleural thickening.", "Calcified pleural plaques."), "pleural thickening"),
     "fracture": (("Healing {side} rib fracture.", "Acute fracture of the {side} clavicle."), "{side} rib fracture"),
-    "emphysema": (("The lungs are hyperinflated with emphysema.", "Emphysematous changes in the upper lobes."), "emphysema"),
-    "nodule": (("A 6 mm nodule in the {side} upper lobe.", "Small nodular opacity at the {side} apex."), "{side} pulmonary nodule"),
-    "lung_lesion": (("A 3 cm mass in the {side} upper lobe.", "Spiculated lung mass in the {side} hilum."), "{side} lung mass"),
+    "emphysema": (
+        ("The lungs are hyperinflated with emphysema.", "Emphysematous changes in the upper lobes."),
+        "emphysema",
+    ),
+    "nodule": (
+        ("A 6 mm nodule in the {side} upper lobe.", "Small nodular opacity at the {side} apex."),
+        "{side} pulmonary nodule",
+    ),
+    "lung_lesion": (
+        ("A 3 cm mass in the {side} upper lobe.", "Spiculated lung mass in the {side} hilum."),
+        "{side} lung mass",
+    ),
     "hernia": (("Small hiatal hernia.", "A hiatal hernia is present."), "hiatal hernia"),
     "lung_opacity": (("Hazy opacity at the {side} base.", "Patchy opacities in both lungs."), "{side} basilar opacity"),
 }
@@ -45,7 +86,10 @@ NEGATED: dict[str, tuple[str, ...]] = {
 }
 HEDGED: dict[str, tuple[tuple[str, ...], str]] = {
     "atelectasis": (("Opacity at the {side} base may represent atelectasis.",), "possible {side} basilar atelectasis"),
-    "pneumonia": (("Hazy {side} basilar opacity; pneumonia cannot be excluded.", "Opacity could represent early pneumonia."), "pneumonia cannot be excluded"),
+    "pneumonia": (
+        ("Hazy {side} basilar opacity; pneumonia cannot be excluded.", "Opacity could represent early pneumonia."),
+        "pneumonia cannot be excluded",
+    ),
     "pleural_effusion": (("Possible small {side} pleural effusion.",), "possible small {side} effusion"),
     "edema": (("Possible mild interstitial edema.",), "possible mild edema"),
     "nodule": (("Questionable nodule in the {side} mid lung.",), "questionable {side} nodule"),
@@ -56,14 +100,21 @@ RESOLVED: dict[str, str] = {
     "pleural_effusion": "Interval resolution of the {side} pleural effusion.",
 }
 DEVICES: dict[str, tuple[str, str]] = {
-    "endotracheal_tube": ("Endotracheal tube terminates 4 cm above the carina.", "endotracheal tube in standard position"),
+    "endotracheal_tube": (
+        "Endotracheal tube terminates 4 cm above the carina.",
+        "endotracheal tube in standard position",
+    ),
     "enteric_tube": ("Enteric tube courses below the diaphragm into the stomach.", "enteric tube in the stomach"),
-    "central_venous_catheter": ("{Side} internal jugular central venous catheter tip at the cavoatrial junction.", "central venous catheter in good position"),
+    "central_venous_catheter": (
+        "{Side} internal jugular central venous catheter tip at the cavoatrial junction.",
+        "central venous catheter in good position",
+    ),
     "chest_tube": ("{Side} chest tube in place.", "{side} chest tube in place"),
 }
 INDICATIONS = (
     "Shortness of breath.", "Cough and fever.", "Chest pain.", "___-year-old with hypoxia.", "Evaluate for pneumonia.",
-    "Post line placement.", "Follow-up effusion.", "Trauma, rib pain.", "Pre-operative assessment.", "Dyspnea, history of heart failure.",
+    "Post line placement.", "Follow-up effusion.", "Trauma, rib pain.", "Pre-operative assessment.",
+    "Dyspnea, history of heart failure.",
 )  # fmt: skip
 COMPARISONS = ("___", "Chest radiograph from ___.", "None.", "Prior study of ___.")
 
@@ -190,14 +241,17 @@ def make_report(rng: random.Random, style: Style, report_id: str, *, phi: bool =
     colon = ":" if style.colon else ""
     parts = [f"{_header(style, s)}{colon} {values[s]}" if style.colon else f"{_header(style, s)}\n{values[s]}"
              for s in style.headers]  # fmt: skip
-    text = ("  " if style.inline else "\n\n").join(parts) if not style.inline else "  ".join(parts[:-1]) + "\n" + parts[-1]
+    text = (
+        ("  " if style.inline else "\n\n").join(parts) if not style.inline else "  ".join(parts[:-1]) + "\n" + parts[-1]
+    )
     if style.preamble:
         text = f"{style.preamble}\n{text}"
     if phi:
         day, month = rng.randint(1, 28), rng.randint(1, 12)
         banner = (
             f"Patient: {rng.choice(('Mary Jones', 'John Smith', 'Ana Lopez'))}  MRN: {rng.randint(1000000, 9999999)}\n"
-            f"Exam date: 2024-{month:02d}-{day:02d}  Ordering physician: Dr. Alan Reed  Phone: (555) 123-{rng.randint(1000, 9999)}\n"
+            f"Exam date: 2024-{month:02d}-{day:02d}  Ordering physician: Dr. Alan Reed  "
+            f"Phone: (555) 123-{rng.randint(1000, 9999)}\n"
         )
         text = banner + text
     return SyntheticReport(report_id, style.name, text + "\n", truth, sentences)

@@ -61,7 +61,8 @@ def vocabulary_records(*, seed: int = 0, per_source: int = 400) -> list[dict[str
     groups = [g for g in vocab.differentials() if str(g.get("body_region", "")).lower() in CHEST_REGIONS]
     sources["radiology-semantic-dict:differentials"] = [
         _chat(f"Differential diagnosis for {str(g['presentation']).strip(chr(34))} on {g['modality']}?",
-              "; ".join(map(str, g["differentials"])) + (f". {g['clinical_context']}" if g.get("clinical_context") else ""),
+              "; ".join(map(str, g["differentials"]))
+              + (f". {g['clinical_context']}" if g.get("clinical_context") else ""),
               "radiology-semantic-dict:differentials")
         for g in groups
     ]  # fmt: skip
@@ -79,17 +80,31 @@ def vocabulary_records(*, seed: int = 0, per_source: int = 400) -> list[dict[str
         for mid, label in vocab.mesh_labels(CHEST_WORDS)
     ]
     phrasing = []
-    for name, (options, phrase) in PRESENT.items():
+    for options, phrase in PRESENT.values():
         for option in options:
             text = option.replace("{side}", "left").replace("{Side}", "Left")
-            phrasing.append(_chat(f"FINDINGS: {text}\nWrite the impression.", phrase.replace("{side}", "left").capitalize() + ".", "phrasing"))
-    for name, (options, phrase) in HEDGED.items():
+            phrasing.append(
+                _chat(
+                    f"FINDINGS: {text}\nWrite the impression.",
+                    phrase.replace("{side}", "left").capitalize() + ".",
+                    "phrasing",
+                )
+            )
+    for options, phrase in HEDGED.values():
         for option in options:
             text = option.replace("{side}", "right")
-            phrasing.append(_chat(f"FINDINGS: {text}\nWrite the impression.", phrase.replace("{side}", "right").capitalize() + ".", "phrasing"))
+            phrasing.append(
+                _chat(
+                    f"FINDINGS: {text}\nWrite the impression.",
+                    phrase.replace("{side}", "right").capitalize() + ".",
+                    "phrasing",
+                )
+            )
     for options in NEGATED.values():
         for option in options:
-            phrasing.append(_chat(f"FINDINGS: {option}\nWrite the impression.", "No acute cardiopulmonary process.", "phrasing"))
+            phrasing.append(
+                _chat(f"FINDINGS: {option}\nWrite the impression.", "No acute cardiopulmonary process.", "phrasing")
+            )
     sources["phrasing"] = phrasing
     records: list[dict[str, Any]] = []
     for name in sorted(sources):
@@ -201,8 +216,14 @@ def train_stage1(
     counts = dict(Counter(r["meta"]["source"] for r in records))
     config = medical_config(
         "medical-stage1.yaml",
-        [f"model.base={base}", f"dataset.path={data}", f"output.dir={out_dir}", "output.name=medical-stage1",
-         "output.overwrite=true"] + list(overrides or []),  # fmt: skip
+        [
+            f"model.base={base}",
+            f"dataset.path={data}",
+            f"output.dir={out_dir}",
+            "output.name=medical-stage1",
+            "output.overwrite=true",
+        ]
+        + list(overrides or []),  # fmt: skip
     )
     run = run_training(config, show_progress=show_progress)
     lineage = _lineage(config, data, sha, counts, stage=1, run=str(run))

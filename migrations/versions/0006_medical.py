@@ -41,14 +41,18 @@ def upgrade() -> None:
         sa.Column("created_by", sa.Integer(), nullable=True),
         sa.CheckConstraint("state IN ('drafted', 'signed', 'rejected')", name=op.f("ck_medical_drafts_state")),
         sa.ForeignKeyConstraint(["created_by"], ["users.id"], name=op.f("fk_medical_drafts_created_by_users")),
-        sa.ForeignKeyConstraint(["output_id"], ["model_outputs.id"], name=op.f("fk_medical_drafts_output_id_model_outputs")),
+        sa.ForeignKeyConstraint(
+            ["output_id"], ["model_outputs.id"], name=op.f("fk_medical_drafts_output_id_model_outputs")
+        ),
         sa.ForeignKeyConstraint(
             ["review_item_id"], ["review_items.id"], name=op.f("fk_medical_drafts_review_item_id_review_items")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_medical_drafts")),
     )
     with op.batch_alter_table("medical_drafts", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_medical_drafts_hospital"), ["hospital", "state", "created_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_medical_drafts_hospital"), ["hospital", "state", "created_at"], unique=False
+        )
     op.create_table(
         "medical_signed_reports",
         sa.Column("id", sa.Integer(), nullable=False),
