@@ -214,6 +214,7 @@ def backtest(
     base: str = typer.Option(None, "--base", help="Base model (default FINMED_BASE_MODEL)."),
     sets: list[str] = typer.Option(None, "--set", help="Config override of both stages, section.key=value."),
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
+    stage1_records: int = typer.Option(400, "--stage1-records", help="Stage-1 records per vocabulary source."),
 ) -> None:
     """Order-kept backtest: stage 2 on the first 80%, drafts for the last 20%, base vs stage2 vs two_stage."""
     from domains.medical.backtest import VARIANTS, run_backtest
@@ -228,7 +229,7 @@ def backtest(
         steps = progress.add_task("backtest", total=7 + 3 * n_test)
         result = run_backtest(
             ingested, out, base=base or settings.base_model, data_dir=settings.data_dir, hospital=hospital or "",
-            overrides=[f"train.max_steps={max_steps}", *(sets or [])],
+            overrides=[f"train.max_steps={max_steps}", *(sets or [])], per_source=stage1_records,
             say=lambda msg: (progress.update(steps, description=msg), progress.advance(steps)),
             advance=lambda k: progress.advance(steps, k),
         )  # fmt: skip
