@@ -15,7 +15,8 @@ from domains.medical.sections import decode, parse_sections
 def test_own_line_headers_preamble_crlf_and_wrapped_lines() -> None:
     text = (
         "FINAL REPORT\r\nEXAMINATION:  CHEST (PA AND LAT)\r\n\r\nINDICATION:  ___F with cough\r\n\r\n"
-        "FINDINGS: \r\nThe lungs are clear. No\r\n pneumothorax.\r\n\r\nIMPRESSION: \r\n1. No acute process.\r\n2. Stable.\r\n"
+        "FINDINGS: \r\nThe lungs are clear. No\r\n pneumothorax.\r\n\r\n"
+        "IMPRESSION: \r\n1. No acute process.\r\n2. Stable.\r\n"
     )
     parsed = parse_sections(text)
     assert parsed.found == ["examination", "indication", "findings", "impression"]

@@ -78,7 +78,7 @@ def test_signing_roles_immutability_and_addenda(db_session: Session, drafts) -> 
     users = _users(db_session)
     rows = store_drafts(db_session, user=users["engineer"], drafts=drafts, hospital="st_marys",
                         model_name="medical-st-marys")  # fmt: skip
-    first, second = rows[0], rows[1]
+    first = rows[0]
     for role in ("analyst", "admin", "engineer", "compliance"):
         with pytest.raises(PermissionDenied):
             sign_report(db_session, user=users[role], draft_id=first.id, text="No acute process.")
