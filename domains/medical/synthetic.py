@@ -10,6 +10,7 @@ knowledge of how such reports read, not copied from any corpus. Every report car
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,7 @@ INDICATIONS = (
     "Post line placement.", "Follow-up effusion.", "Trauma, rib pain.", "Pre-operative assessment.",
     "Dyspnea, history of heart failure.",
 )  # fmt: skip
+OPACITY = re.compile(r"\bopacit", re.IGNORECASE)
 COMPARISONS = ("___", "Chest radiograph from ___.", "None.", "Prior study of ___.")
 
 
@@ -209,6 +211,9 @@ def _findings(rng: random.Random) -> tuple[list[tuple[str, dict[str, str]]], lis
             sentences.insert(0, (_fill(DEVICES[name][0], side), {name: "present", "support_devices": "present"}))
             impression.append(_fill(DEVICES[name][1], side))
             truth[name] = truth["support_devices"] = "present"
+    for sentence, labels in sentences:  # an opacity described is a lung opacity, whatever it may represent
+        if OPACITY.search(sentence) and "nodular opacity" not in sentence.lower() and "lung_opacity" not in labels:
+            labels["lung_opacity"] = truth["lung_opacity"] = "present"
     if not any(s in ("present", "uncertain") for f, s in truth.items() if f not in DEVICES and f != "support_devices"):
         truth["no_finding"] = "present"
     return sentences, impression, truth

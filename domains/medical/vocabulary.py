@@ -34,6 +34,8 @@ CORE_TERMS: dict[str, tuple[str, ...]] = {
         "enlarged mediastinum",
         "mediastinal enlargement",
         "prominent mediastinum",
+        "mediastinum is widened",
+        "mediastinum is enlarged",
     ),
     "cardiomegaly": (
         "cardiomegaly",
@@ -73,6 +75,9 @@ CORE_TERMS: dict[str, tuple[str, ...]] = {
         "effusions",
         "pleural fluid",
         "blunting of the costophrenic angle",
+        "blunting of the left costophrenic angle",
+        "blunting of the right costophrenic angle",
+        "blunting of the costophrenic angles",
         "costophrenic angle blunting",
     ),
     "pleural_other": ("pleural thickening", "pleural plaque", "pleural plaques", "fibrothorax", "pleural scarring"),
