@@ -14,7 +14,7 @@ from core.serving.config import ServeConfig, load_serve_config
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
 # Which model a YAML under configs/ is saved values of, by its name; a file no rule covers fails the test below.
-LOADERS = {"train-": load_config, "finance-": load_config, "serve-": load_serve_config}
+LOADERS = {"train-": load_config, "finance-": load_config, "medical-": load_config, "serve-": load_serve_config}
 
 
 def _loader(path: Path):  # type: ignore[no-untyped-def]

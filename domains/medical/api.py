@@ -1,0 +1,93 @@
+"""HTTP face of drafting: POST /v1/medical/draft, through the model server's own loaded models.
+
+Mounted by the model server (core.serving.app) behind its API keys. Generation goes through the server's
+ServingState.generate (batcher, limits, metrics); the model is the hospital's served version (`medical-<hospital>`)
+unless `model` names another. With `store`, drafts are stored and routed to the radiologist worklist as `as_user`
+(a radiologist, engineer or admin; the API key authorises the call, the user's role is checked by the service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from core.errors import FinmedError
+
+
+class DraftRequest(BaseModel):
+    """Studies of one hospital: each with `text` (a whole report) or section fields (indication, findings, ...)."""
+
+    studies: list[dict[str, Any]] = Field(..., min_length=1, max_length=256, description="Study objects.")
+    hospital: str = Field(..., description="The hospital: its adapter and its prior reports are used.")
+    model: str | None = Field(None, description="Served model version (default medical-<hospital>).")
+    mapping: dict[str, str] = Field(default_factory=dict, description="Canonical field -> key in the objects.")
+    k_similar: int = Field(0, ge=0, le=8, description="Similar prior reports per prompt (when indexed).")
+    store: bool = Field(False, description="Store drafts and route them to the radiologist worklist.")
+    as_user: str | None = Field(None, description="With store: the user drafts are recorded as.")
+
+
+def make_router() -> APIRouter:
+    """The medical router."""
+    router = APIRouter(prefix="/v1/medical", tags=["medical"])
+
+    @router.post("/draft")
+    async def draft(request: DraftRequest, http: Request) -> dict[str, Any]:
+        from core.settings import get_settings
+        from domains.medical import pipeline
+        from domains.medical.drafting import ServedEngine, adraft
+        from domains.medical.ingest import CANONICAL, report_from_row
+
+        state = http.app.state.serving
+        try:
+            hospital = pipeline.check_hospital(request.hospital)
+            unknown = [name for name in request.mapping if name not in CANONICAL]
+            if unknown:
+                raise HTTPException(422, f"mapping: unknown field(s) {', '.join(unknown)}")
+            if request.store and not request.as_user:
+                raise HTTPException(422, "store needs as_user: the user the drafts are recorded as")
+            reports = [report_from_row(s, request.mapping, where=f"studies[{i}]", hospital=hospital)
+                       for i, s in enumerate(request.studies)]  # fmt: skip
+            missing = [r.report_id for r in reports if not r.draftable]
+            if missing:
+                raise HTTPException(422, f"studies without findings: {', '.join(missing[:10])}")
+            name = request.model or pipeline.model_name(hospital)
+            engine = ServedEngine(state, name)
+            similar = await asyncio.to_thread(pipeline.priors_for, hospital, get_settings(), request.k_similar)
+            priors = [similar.similar(r, request.k_similar) if similar else [] for r in reports]
+            drafts = await adraft(engine, reports, priors, concurrency=8)
+            stored = await asyncio.to_thread(_store, state, request, drafts, name) if request.store else None
+        except FinmedError as exc:
+            raise HTTPException(exc.http_status, str(exc)) from None
+        return {
+            "model": name,
+            "drafts": [
+                {
+                    "study": d.report.report_id,
+                    "draft": d.text,
+                    "labels": d.labels,
+                    "latency_ms": round(d.latency_ms, 1),
+                    "priors": d.priors,
+                    "draft_id": stored[i] if stored else None,
+                }
+                for i, d in enumerate(drafts)
+            ],  # fmt: skip
+        }
+
+    return router
+
+
+def _store(state: Any, request: DraftRequest, drafts: list[Any], name: str) -> list[int]:
+    from core.auth.users import get_user
+    from core.db.engine import session_scope
+    from core.errors import DatabaseError
+    from domains.medical.store import store_drafts
+
+    if state.engine is None:
+        raise DatabaseError("store=true needs the server's database; none is configured")
+    with session_scope(state.engine) as session:
+        rows = store_drafts(session, user=get_user(session, str(request.as_user)), drafts=drafts,
+                            hospital=request.hospital, model_name=name)  # fmt: skip
+        return [r.id for r in rows]

@@ -1,0 +1,52 @@
+"""Export medical runs and bases to ONNX Runtime GenAI folders and register them as model versions with lineage.
+
+RECOMMENDED_PRECISION is the precision drafts are served at: int8 (MatMulNBits 8-bit). int4 RTN lost the answer
+format of the finance adapter on the default model (bench/results/finance.md, run 3: int8 kept it), so medical
+does not default to it; bench/medical.py measures int4 latency beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.db.tables import ModelVersion, User
+from domains.medical.training import read_lineage
+
+RECOMMENDED_PRECISION = "int8"
+
+
+def export_folder(
+    out_dir: Path, *, run_dir: Path | None = None, model: str | None = None, precision: str = RECOMMENDED_PRECISION
+) -> Path:
+    """Export a run (adapter merged) or a plain model/base folder to `out_dir` (replaced if it exists)."""
+    from core.quantize.export import export_model
+    from core.quantize.precisions import ExportOptions
+
+    result = export_model(
+        options=ExportOptions(precision=precision), out_dir=Path(out_dir), run_dir=run_dir, model=model, overwrite=True
+    )
+    return result.path
+
+
+def register(
+    session: Session,
+    *,
+    user: User,
+    name: str,
+    folder: Path,
+    base_model: str,
+    source: Path,
+    precision: str = RECOMMENDED_PRECISION,
+    extra: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Register an exported folder as the next version of `name`, its metrics carrying the source's lineage."""
+    from core.models.registry import register_version
+
+    metrics = {"lineage": read_lineage(source), "source": str(source), **(extra or {})}
+    return register_version(
+        session, user=user, name=name, base_model=base_model, method="lora", precision=precision, path=folder,
+        metrics=metrics,
+    )  # fmt: skip

@@ -1,0 +1,127 @@
+"""Radiologist page: the worklist (oldest first, per hospital), claim a study, read it with the labeler's
+highlights, edit the draft impression, then sign, reject, or add an addendum to a signed report.
+
+Every action calls domains.medical.signoff (the role checks and audit events are there, not here).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import select
+
+from core.db.engine import get_engine, session_scope
+from core.db.tables import User
+from core.errors import FinmedError
+from domains.medical.labeler import mentions
+from domains.medical.tables import MedicalAddendum, MedicalSignedReport
+
+ROLES = ("radiologist", "compliance")
+COLOURS = {"present": "#f8d7da", "uncertain": "#fff3cd", "absent": "#d1e7dd"}
+SELECTED = "medical_draft"
+
+
+def highlight(text: str) -> str:
+    """HTML of `text` with each finding mention marked in its status colour (present, uncertain, absent)."""
+    out, at = [], 0
+    for m in mentions(text):
+        out.append(html.escape(text[at : m.start]))
+        out.append(f'<mark style="background:{COLOURS[m.status]}" title="{m.finding}: {m.status}">'
+                   f"{html.escape(text[m.start : m.end])}</mark>")  # fmt: skip
+        at = m.end
+    out.append(html.escape(text[at:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+def _worklist(user_id: int, hospital: str | None) -> list[dict[str, Any]]:
+    from domains.medical.signoff import worklist
+
+    with session_scope(get_engine()) as session:
+        user = session.get(User, user_id)
+        return [
+            {"draft": e.draft.id, "hospital": e.draft.hospital, "study": e.draft.study_id, "state": e.item.state,
+             "created": e.draft.created_at.strftime("%Y-%m-%d %H:%M"), "draft text": e.draft.draft_text[:80]}
+            for e in worklist(session, user=user, hospital=hospital)
+        ]  # fmt: skip
+
+
+def _study(draft_id: int) -> None:
+    from domains.medical.signoff import claim_draft, reject_draft, sign_report
+    from domains.medical.tables import MedicalDraft
+
+    with session_scope(get_engine()) as session:
+        draft = session.get(MedicalDraft, draft_id)
+        if draft is None:
+            st.error(f"no draft {draft_id}")
+            return
+        study, text, state = dict(draft.study), draft.draft_text, draft.state
+        model = f"{draft.model_name} v{draft.model_version}" if draft.model_version else draft.model_name
+    st.subheader(f"Draft {draft_id}: {draft.study_id} ({draft.hospital})")
+    st.caption(f"model {model}, {draft.latency_ms:.0f} ms; highlights: red present, yellow uncertain, green absent")
+    for name in ("examination", "indication", "comparison", "findings"):
+        if study.get(name):
+            st.markdown(f"**{name.upper()}**<br>{highlight(study[name])}", unsafe_allow_html=True)
+    st.markdown(f"**DRAFT IMPRESSION**<br>{highlight(text)}", unsafe_allow_html=True)
+    if state != "drafted":
+        st.info(f"This draft is {state}.")
+        return
+    user_id = st.session_state["medical_user_id"]
+    edited = st.text_area("Impression (edit before signing)", value=text, height=160, key=f"medical_edit_{draft_id}")
+    reason = st.text_input("Reason (to reject)", key=f"medical_reason_{draft_id}")
+    claim, sign, reject = st.columns(3)
+    with session_scope(get_engine()) as session:
+        user = session.get(User, user_id)
+        if claim.button("Claim", key="medical_claim"):
+            claim_draft(session, user=user, draft_id=draft_id)
+            st.success("Claimed: the draft is yours for the lease.")
+        if sign.button("Sign", type="primary", key="medical_sign"):
+            signed = sign_report(session, user=user, draft_id=draft_id, text=edited)
+            st.success(f"Signed report {signed.id} (ROUGE-L vs draft {signed.rouge_l:.2f}).")
+        if reject.button("Reject", key="medical_reject"):
+            reject_draft(session, user=user, draft_id=draft_id, reason=reason)
+            st.success("Draft rejected.")
+
+
+def _signed(user_id: int) -> None:
+    from domains.medical.signoff import add_addendum
+
+    with session_scope(get_engine()) as session:
+        rows = list(session.scalars(select(MedicalSignedReport).order_by(MedicalSignedReport.id.desc()).limit(50)))
+        table = [{"signed": r.id, "study": r.study_id, "hospital": r.hospital, "impression": r.signed_text[:80],
+                  "edited": r.edited, "addenda": len(list(session.scalars(select(MedicalAddendum.id).where(
+                      MedicalAddendum.signed_report_id == r.id))))} for r in rows]  # fmt: skip
+    st.subheader("Signed reports")
+    if not table:
+        st.caption("None signed yet.")
+        return
+    st.dataframe(table, hide_index=True)
+    with st.form("medical_addendum"):
+        target = st.selectbox("Signed report", [r["signed"] for r in table])
+        text = st.text_area("Addendum (the signed report itself never changes)")
+        if st.form_submit_button("Add addendum"):
+            with session_scope(get_engine()) as session:
+                add_addendum(session, user=session.get(User, user_id), signed_report_id=int(target), text=text)
+            st.success(f"Addendum added to signed report {target}.")
+
+
+def render(user: Any) -> None:
+    """Draw the page for the signed-in `user` (id, username, role); the app shows it to ROLES only."""
+    st.title("Radiology worklist")
+    if user is None or user.role not in (*ROLES, "admin"):
+        st.error("The worklist is for radiologists.")
+        return
+    st.session_state["medical_user_id"] = user.id
+    try:
+        hospital = st.text_input("Hospital (empty: all)", key="medical_hospital").strip() or None
+        rows = _worklist(user.id, hospital)
+        st.caption(f"{len(rows)} open draft(s), oldest first")
+        if rows:
+            st.dataframe(rows, hide_index=True)
+            chosen = st.selectbox("Open study", [r["draft"] for r in rows], key=SELECTED)
+            if chosen is not None:
+                _study(int(chosen))
+        _signed(user.id)
+    except FinmedError as exc:
+        st.error(str(exc))

@@ -1,0 +1,35 @@
+"""DomainPlugin.bootstrap of medical on the quick profile: trains, registers, indexes, drafts and routes once, then
+skips what is done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from core.db.engine import get_engine, session_scope
+from core.db.migrate import upgrade
+from core.db.tables import User
+from core.plugins import BootstrapContext, load_plugins
+from core.settings import get_settings
+from domains.medical.tables import MedicalDraft
+
+
+def test_bootstrap_quick_profile_then_skips(tiny_model_dir: Path) -> None:
+    engine = get_engine()
+    upgrade(engine)
+    with session_scope(engine) as session:
+        session.add(User(username="root", role="admin", password_hash="-"))
+    plugin = next(p for p in load_plugins() if p.name == "medical")
+    assert plugin.bootstrap is not None and "domains.medical.tables" in plugin.tables
+    assert [p.url_path for p in plugin.pages] == ["medical"]
+    lines: list[str] = []
+    ctx = BootstrapContext(engine, get_settings().data_dir, str(tiny_model_dir), True, "root", lines.append)
+    first = plugin.bootstrap(ctx)
+    assert first["drafts"] == 4 and first["queued"] == 4 and first["indexed"] > 0
+    assert sorted(first["model_versions"]) == ["medical-st-marys:1", "medical-stage1:1"]
+    again = plugin.bootstrap(ctx)
+    assert again["drafts"] == 0 and sorted(again["model_versions"]) == sorted(first["model_versions"])
+    assert any("stage 1" in line for line in lines)
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(MedicalDraft)) == 4
