@@ -13,6 +13,8 @@ from core.console import console, err_console
 from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.finetune.cli import train as finetune_train
+from core.jobs.cli import jobs_app
+from core.jobs.cli import worker as jobs_worker
 from core.models.cli import app as model_app
 from core.quantize.cli import app as quantize_app
 from core.retrieval.cli import app as index_app
@@ -34,6 +36,8 @@ app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 app.add_typer(index_app, name="index")
 app.add_typer(serve_app, name="serve")
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(jobs_worker)
 app.command("train")(finetune_train)
 app.add_typer(quantize_app)  # top-level `export` and `quant-report`
 

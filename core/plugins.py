@@ -68,6 +68,8 @@ class DomainPlugin:
         bootstrap: `finmed up` / `finmed demo` step: make the domain usable on a fresh install (train, export and
             register its default model versions if none is registered, index its corpora, load and process demo
             data, route outputs to review), skipping what is already done; returns summary counts for the demo.
+        job_kinds: background job kinds by name (`finance.score`, ...), each a function or a core.jobs.kinds.JobKind
+            that `finmed worker` runs with a core.jobs.context.JobContext and that returns the job's result dict.
         extras: further named seams (prompt builders, parsers) other core packages look up.
     """
 
@@ -78,6 +80,7 @@ class DomainPlugin:
     tables: tuple[str, ...] = ()
     pages: tuple[DomainPage, ...] = ()
     bootstrap: Callable[[BootstrapContext], dict[str, Any]] | None = None
+    job_kinds: dict[str, Callable[..., Any]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
