@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from apps.auth import SignedIn
-from apps.pages import admin, audit, compliance, operations, status
+from apps.views import admin, audit, compliance, operations, status
 from core.plugins import load_plugins
 
 

@@ -18,7 +18,7 @@ from core.review.tables import ReviewItem
 
 REPO = Path(__file__).resolve().parents[3]
 
-SCRIPT = "from apps.pages import compliance\ncompliance.render()\n"
+SCRIPT = "from apps.views import compliance\ncompliance.render()\n"
 
 
 @pytest.fixture

@@ -19,8 +19,13 @@ def _users(signed: SignedIn) -> None:
         rows = admin.users(session, user=user)
         frame = pd.DataFrame(
             [
-                {"username": u.username, "role": u.role, "active": u.active, "created": fmt_time(u.created_at),
-                 "last sign-in": fmt_time(u.last_login_at)}
+                {
+                    "username": u.username,
+                    "role": u.role,
+                    "active": u.active,
+                    "created": fmt_time(u.created_at),
+                    "last sign-in": fmt_time(u.last_login_at),
+                }
                 for u in rows
             ]
         )
@@ -54,8 +59,16 @@ def _keys(signed: SignedIn) -> None:
     with acting(signed) as (session, user):
         rows = admin.api_keys(session, user=user)
         frame = pd.DataFrame(
-            [{"client": k.name, "hint": k.key_hint + "…", "active": k.active, "created": fmt_time(k.created_at),
-              "revoked": fmt_time(k.revoked_at)} for k in rows]
+            [
+                {
+                    "client": k.name,
+                    "hint": k.key_hint + "…",
+                    "active": k.active,
+                    "created": fmt_time(k.created_at),
+                    "revoked": fmt_time(k.revoked_at),
+                }
+                for k in rows
+            ]
         )
     if frame.empty:
         st.info("No API keys yet: create one for each client of `finmed serve`.")

@@ -81,8 +81,10 @@ def _quantization(signed: SignedIn) -> None:
     chosen = st.selectbox("Report", labels, key="ops_report")
     folder, report = reports[labels.index(chosen)]
     frame = pd.DataFrame(report_rows(report))
-    st.caption(f"{report.get('model', '?')} ({report.get('method', '?')}), metric {report.get('metric', '?')}, "
-               f"{report.get('n_eval', '?')} eval examples")
+    st.caption(
+        f"{report.get('model', '?')} ({report.get('method', '?')}), metric {report.get('metric', '?')}, "
+        f"{report.get('n_eval', '?')} eval examples"
+    )
     st.dataframe(frame, hide_index=True, width="stretch")
     numeric = [c for c in ("task_metric", "size_mb") if c in frame]
     if numeric:
@@ -143,8 +145,11 @@ def _serving(signed: SignedIn) -> None:
     with acting(signed) as (_session, user):
         samples = scrape(user=user, url=url, api_key=key or None)
     frame = pd.DataFrame(
-        [{"metric": s.name, "labels": ", ".join(f"{k}={v}" for k, v in s.labels.items()), "value": s.value}
-         for s in samples if s.name.startswith("finmed_")]
+        [
+            {"metric": s.name, "labels": ", ".join(f"{k}={v}" for k, v in s.labels.items()), "value": s.value}
+            for s in samples
+            if s.name.startswith("finmed_")
+        ]
     )
     if frame.empty:
         st.info("The server exposes no finmed_ metrics yet: send it a request first.")

@@ -86,7 +86,9 @@ def _log(signed: SignedIn) -> None:
     if frame.empty:
         st.info("No audit events match these filters: widen the dates or clear a filter.")
         return
-    st.caption(f"{len(frame)} event(s), newest first" + (f" (the newest {LOG_LIMIT})" if len(frame) == LOG_LIMIT else ""))
+    st.caption(
+        f"{len(frame)} event(s), newest first" + (f" (the newest {LOG_LIMIT})" if len(frame) == LOG_LIMIT else "")
+    )
     st.dataframe(frame, hide_index=True, width="stretch")
 
 
