@@ -108,6 +108,7 @@ def test_roles_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
             analyst.reload(wait_until="domcontentloaded")
             analyst.get_by_text("Signed in as ana1").wait_for(timeout=60_000)
             assert analyst.get_by_role("textbox", name="Password").count() == 0
+            analyst.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
             _shot(analyst, "3-analyst-after-reload")
             analyst.get_by_role("button", name="Sign out").click()
             analyst.get_by_role("button", name="Sign in").wait_for(timeout=30_000)
@@ -152,8 +153,14 @@ def test_roles_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
 
     with session_scope(get_engine()) as session:
         actions = {(e.actor, e.action) for e in session.scalars(select(AuditEvent))}
-    for needed in (("ana1", "session.started"), ("ana1", "review.routed"), ("ana1", "session.ended"),
-                   ("com1", "review.claimed"), ("com1", "review.decided"), ("com1", "job.submitted")):
+    for needed in (
+        ("ana1", "session.started"),
+        ("ana1", "review.routed"),
+        ("ana1", "session.ended"),
+        ("com1", "review.claimed"),
+        ("com1", "review.decided"),
+        ("com1", "job.submitted"),
+    ):
         assert needed in actions, needed
 
 
