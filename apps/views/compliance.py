@@ -17,6 +17,10 @@ OPEN_STATES = ("pending", "in_review", "escalated")
 DECISIONS = (("approved", "Approve"), ("rejected", "Reject"), ("edited", "Save edit"), ("escalated", "Escalate"))
 
 
+def _model(name: str, version: int | None) -> str:
+    return f"{name}@{version}" if version is not None else name
+
+
 def _domain_filter() -> str | None:
     domain = st.selectbox("Domain", ["all", "finance", "medical"], key="compliance_domain")
     return None if domain == "all" else domain
@@ -35,7 +39,7 @@ def _queue_section(signed: SignedIn, domain: str | None) -> None:
                     "state": item.state,
                     "priority": item.priority,
                     "reasons": ", ".join(map(str, item.reasons)),
-                    "model": f"{output.model_name}@{output.model_version}",
+                    "model": _model(output.model_name, output.model_version),
                     "policy": f"{item.policy_name}@{item.policy_version}",
                     "created": item.created_at,
                 }
@@ -69,13 +73,19 @@ def _decision_section(signed: SignedIn) -> None:
         item, output = found
         st.subheader(f"Item {item.id} ({item.domain}, {', '.join(map(str, item.reasons))})")
         st.caption(
-            f"model {output.model_name}@{output.model_version} ({output.precision or 'n/a'}), "
+            f"model {_model(output.model_name, output.model_version)} ({output.precision or 'n/a'}), "
             f"{output.latency_ms:.0f} ms; policy {item.policy_name}@{item.policy_version}; "
             f"claimed until {item.lease_expires_at:%H:%M} UTC"
         )
         left, right = st.columns(2)
         left.text_area("Input (PII masked)", output.input_text, disabled=True, key=f"input_{item.id}", height=150)
-        right.text_area("Prompt as sent", output.prompt, disabled=True, key=f"prompt_{item.id}", height=150)
+        right.text_area(
+            "Prompt as sent",
+            output.prompt or "(no prompt: this output came from the numeric model alone, without the LLM)",
+            disabled=True,
+            key=f"prompt_{item.id}",
+            height=150,
+        )
         st.markdown("**Parsed result**")
         st.json(output.parsed if output.parsed is not None else {"unparseable": output.parse_error})
         raw = output.raw_output
