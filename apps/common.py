@@ -7,7 +7,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 from sqlalchemy.orm import Session
@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from apps.auth import SignedIn, current_user
 from core.auth.roles import acting_user
 from core.db.engine import get_engine, session_scope
-from core.db.tables import User
 from core.errors import FinmedError
 from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from core.db.tables import User
 
 
 @contextmanager
