@@ -1,12 +1,11 @@
-"""Streamlit entry: sign-in, then the pages the signed-in role may see."""
+"""Streamlit entry: sign-in (kept across reloads by a session cookie), then the pages the signed-in role may see."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from apps.auth import current_user, login_page, logout
-from apps.pages import compliance, status
-from core.plugins import load_plugins
+from apps.auth import current_user, keep_cookie, login_page, logout
+from apps.navigation import pages_for
 
 st.set_page_config(page_title="finmed", layout="wide")
 
@@ -16,16 +15,17 @@ if user is None:
 else:
     with st.sidebar:
         st.markdown(f"Signed in as **{user.username}** ({user.role})")
-        if st.button("Sign out"):
+        if st.button("Sign out", key="sign_out"):
             logout()
-    pages = {"General": [st.Page(status.render, title="Status", url_path="status", default=True)]}
-    for plugin in load_plugins():  # each domain's pages, for the roles it names
-        allowed = [page for page in plugin.pages if user.role in (*page.roles, "admin")]
-        if allowed:
-            pages[plugin.name.capitalize()] = [
-                st.Page(lambda page=page: page.render(user), title=page.title, url_path=page.url_path)
-                for page in allowed
-            ]
-    if user.role in ("compliance", "admin"):
-        pages["Compliance"] = [st.Page(compliance.render, title="Review queue", url_path="compliance")]
-    st.navigation(pages).run()
+        keep_cookie()
+    groups: dict[str, list[st.Page]] = {}
+    for app_page in pages_for(user):
+        groups.setdefault(app_page.group, []).append(
+            st.Page(
+                app_page.render,
+                title=app_page.title,
+                url_path=app_page.url_path,
+                default=app_page.url_path == "status",
+            )
+        )
+    st.navigation(groups).run()

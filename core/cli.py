@@ -15,6 +15,8 @@ from core.data.cli import app as data_app
 from core.db.cli import app as db_app
 from core.errors import FinmedError
 from core.finetune.cli import train as finetune_train
+from core.jobs.cli import jobs_app
+from core.jobs.cli import worker as jobs_worker
 from core.models.cli import app as model_app
 from core.monitoring.cli import app as metrics_app
 from core.quantize.cli import app as quantize_app
@@ -39,6 +41,8 @@ app.add_typer(index_app, name="index")
 app.add_typer(serve_app, name="serve")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(data_app, name="data")
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(jobs_worker)
 app.command("train")(finetune_train)
 app.add_typer(quantize_app)  # top-level `export` and `quant-report`
 

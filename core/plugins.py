@@ -72,6 +72,8 @@ class DomainPlugin:
             data, route outputs to review), skipping what is already done; returns summary counts for the demo.
         data: the domain's data-filter checks (tier 2 and 3), augmentable spans and substitution vocabulary
             (`finmed data filter|augment --domain <name>`).
+        job_kinds: background job kinds by name (`finance.score`, ...), each a function or a core.jobs.kinds.JobKind
+            that `finmed worker` runs with a core.jobs.context.JobContext and that returns the job's result dict.
         extras: further named seams (prompt builders, parsers) other core packages look up. `outcome_counts`:
             `(session) -> {measure: {value: count}}` of what the domain produced (finance `risk_level`, medical
             `draft_state`), exported as `finmed_domain_outcomes` (core/monitoring/outcome_metrics.py) and printed
@@ -86,6 +88,7 @@ class DomainPlugin:
     pages: tuple[DomainPage, ...] = ()
     bootstrap: Callable[[BootstrapContext], dict[str, Any]] | None = None
     data: DataChecks | None = None
+    job_kinds: dict[str, Callable[..., Any]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

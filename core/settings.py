@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import SettingsError
@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         "registers it with the model server). Comes from the environment, never from a file in the repo.",
     )
     debug: bool = Field(False, description="Show tracebacks on errors.")
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs the app's sign-in cookies; unset: generated once into DATA_DIR/session_secret.",
+    )
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="Lifetime of an app sign-in, in hours.")
     finance_fit_threads: int = Field(
         1, ge=1, le=256, description="BLAS/OpenMP threads when the finance numeric model fits or scores."
     )

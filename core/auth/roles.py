@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from core.db.tables import ROLES, User
 from core.errors import PermissionDenied, ValidationError
 
@@ -29,4 +31,18 @@ def require_role(user: User | None, *allowed: str, action: str) -> User:
         raise PermissionDenied(f"{action}: user '{user.username}' is disabled")
     if user.role != "admin" and user.role not in allowed:
         raise PermissionDenied(f"{action}: role '{user.role}' of user '{user.username}' is not allowed")
+    return user
+
+
+def acting_user(session: Session, *, user_id: int) -> User:
+    """The user with `user_id`, for faces that keep only the id between requests (the app's pages).
+
+    Raises:
+        PermissionDenied: no such user, or the user was disabled since signing in.
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise PermissionDenied(f"user id {user_id} no longer exists: sign in again")
+    if not user.active:
+        raise PermissionDenied(f"user '{user.username}' is disabled: ask an admin")
     return user

@@ -58,7 +58,11 @@ class ModelVersion(Base):
 
 
 class Job(Base):
-    """A long-running piece of work (training, export, scoring) with progress the app can show."""
+    """A long-running piece of work (training, export, scoring, audit verification) with progress the app can show.
+
+    core/jobs submits, claims and finishes these rows; `finmed worker` runs them. A running job whose worker stopped
+    beating (`heartbeat_at`) is claimed again; `attempts` counts the claims.
+    """
 
     __tablename__ = "jobs"
     __table_args__ = (CheckConstraint(_in("status", JOB_STATES), name="status"), Index(None, "status", "kind"))
@@ -74,3 +78,8 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    error: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str] = mapped_column(String(100), default="")
+    attempts: Mapped[int] = mapped_column(default=0)
+    heartbeat_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(default=False)

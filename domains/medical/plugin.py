@@ -4,10 +4,10 @@ from pathlib import Path
 
 from core.plugins import DomainPage, DomainPlugin
 from core.review.policies import load_policy
-from domains.medical.data_checks import DATA_CHECKS
 from domains.medical.api import make_router
 from domains.medical.bootstrap import bootstrap
 from domains.medical.cli import app
+from domains.medical.data_checks import DATA_CHECKS
 from domains.medical.page import ROLES as PAGE_ROLES
 from domains.medical.page import render as render_page
 

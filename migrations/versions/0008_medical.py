@@ -1,7 +1,7 @@
 """medical: drafts, signed reports and addenda (the last two append-only)
 
 Revision ID: 0006_medical
-Revises: 0005
+Revises: 0007_user_lockout
 Create Date: 2026-12-01
 """
 

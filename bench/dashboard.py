@@ -1,0 +1,213 @@
+"""Dashboard page load time with many scored transactions in the database.
+
+Seeds a fresh SQLite database (in a temporary data folder) with N scored transactions (finance assessments), review
+items for the flagged share, and their audit events, then opens each page the way a browser request would (the
+app's main script through Streamlit's AppTest, as the signed-in role) and times the full server-side run, which is
+what a browser waits for before it paints. The goal (issue 17): every page under 2 s with 100k scored rows.
+
+    PYTHONPATH=. python bench/dashboard.py --rows 100000 --repeat 5
+
+Prints the comparison table and writes bench/results/dashboard.md and .json (or into --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from bench.common import REPO, require_quiet
+
+PAGES = (
+    ("analyst", "status", "Status"),
+    ("analyst", "finance", "Risk scoring"),
+    ("compliance", "compliance", "Review queue"),
+    ("compliance", "audit", "Audit trail"),
+    ("engineer", "operations", "Operations"),
+    ("admin", "admin", "Users and API keys"),
+)
+FLAGGED_SHARE = 0.02
+
+
+def seed(rows: int) -> dict[str, Any]:
+    """Users, `rows` assessments, review items (with outputs and audit events) for the flagged ones."""
+    from core.audit.record import record_event
+    from core.auth.users import create_user
+    from core.db.base import utcnow
+    from core.db.engine import get_engine, session_scope
+    from core.db.migrate import upgrade
+    from core.review.tables import ModelOutput, ReviewItem
+    from domains.finance.tables import Assessment
+
+    engine = get_engine()
+    upgrade(engine)
+    now = utcnow()
+    with session_scope(engine) as session:
+        users = {
+            r: create_user(session, username=r, role=r, password="bench-password")
+            for r in ("analyst", "compliance", "engineer", "admin")
+        }
+        signed = {r: (u.id, u.username, u.role) for r, u in users.items()}
+    batch = uuid.uuid4().hex
+    chunk = 20_000
+    for start in range(0, rows, chunk):
+        with session_scope(engine) as session:
+            session.execute(
+                insert(Assessment),
+                [
+                    {
+                        "batch_id": batch,
+                        "transaction_id": f"T{i}",
+                        "account_id": f"A{i % 5000}",
+                        "model_version": "numeric:bench",
+                        "numeric_score": (i % 100) / 100,
+                        "numeric_level": i % 6,
+                        "llm_level": None,
+                        "llm_score": None,
+                        "parse_ok": None,
+                        "llm_answer": None,
+                        "fused_score": (i % 100) / 100,
+                        "risk_level": i % 6,
+                        "disagreement": None,
+                        "adjudicated": False,
+                        "audit_sample": False,
+                        "reasons": ["velocity"],
+                        "created_at": now,
+                    }
+                    for i in range(start, min(rows, start + chunk))
+                ],
+            )
+    flagged = int(rows * FLAGGED_SHARE)
+    with session_scope(engine) as session:
+        session.execute(
+            insert(ModelOutput),
+            [
+                {
+                    "domain": "finance",
+                    "input_text": f"T{i}",
+                    "system_prompt": "",
+                    "prompt": f"score T{i}",
+                    "raw_output": "risk level 5",
+                    "parsed": {"risk_level": 5},
+                    "parse_error": "",
+                    "model_name": "numeric:bench",
+                    "model_version": 1,
+                    "precision": "",
+                    "latency_ms": 1.0,
+                    "context_ids": [],
+                    "created_at": now,
+                    "created_by": signed["analyst"][0],
+                }
+                for i in range(flagged)
+            ],
+        )
+        ids = session.scalars(select(ModelOutput.id)).all()
+        session.execute(
+            insert(ReviewItem),
+            [
+                {
+                    "output_id": i,
+                    "domain": "finance",
+                    "queue": "analyst",
+                    "state": "pending",
+                    "priority": 20,
+                    "reasons": ["high_risk"],
+                    "policy_name": "finance-default",
+                    "policy_version": 1,
+                    "policy_hash": "0" * 64,
+                    "created_at": now,
+                    "decision_reason": "",
+                }
+                for i in ids
+            ],
+        )
+    for start in range(0, flagged, 1000):
+        with session_scope(engine) as session:
+            for i in range(start, min(flagged, start + 1000)):
+                record_event(
+                    session, actor="analyst", action="review.routed", subject_type="review_item", subject_id=str(i + 1)
+                )
+    return {"users": signed, "flagged": flagged}
+
+
+def time_pages(users: dict[str, tuple[int, str, str]], repeat: int) -> list[dict[str, Any]]:
+    from streamlit.testing.v1 import AppTest
+    from streamlit.util import calc_hash
+
+    from apps.auth import SESSION_KEY, SignedIn
+
+    app = str(REPO / "apps" / "main.py")
+    rows = []
+    for role, url, title in PAGES:
+        seconds = []
+        for _ in range(repeat + 1):  # the first run imports modules: reported apart
+            at = AppTest.from_file(app, default_timeout=120)
+            at.session_state[SESSION_KEY] = SignedIn(*users[role])
+            at._page_hash = calc_hash(url)
+            start = time.perf_counter()
+            at.run()
+            seconds.append(time.perf_counter() - start)
+            shown = [t.value for t in at.title]
+            if at.exception or shown != [title]:
+                raise SystemExit(f"page {url} as {role} did not load: {shown} {at.exception}")
+        rows.append(
+            {
+                "page": url,
+                "role": role,
+                "first_s": seconds[0],
+                "median_s": statistics.median(seconds[1:]),
+                "max_s": max(seconds[1:]),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="scored transactions to seed")
+    parser.add_argument("--repeat", type=int, default=5, help="timed loads per page (after one warm-up)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="folder for the result files")
+    parser.add_argument("--allow-busy", action="store_true", help="run on busy cores (the results say so)")
+    args = parser.parse_args()
+    machine = require_quiet(allow_busy=args.allow_busy)
+    with tempfile.TemporaryDirectory(prefix="finmed-bench-dash-") as data:
+        os.environ["FINMED_DATA_DIR"] = data
+        t0 = time.perf_counter()
+        seeded = seed(args.rows)
+        seed_s = time.perf_counter() - t0
+        rows = time_pages(seeded["users"], args.repeat)
+    table = (
+        "| page | role | first load (s) | median (s) | max (s) | under 2 s |\n| --- | --- | --- | --- | --- | --- |\n"
+    )
+    table += "".join(
+        f"| {r['page']} | {r['role']} | {r['first_s']:.2f} | {r['median_s']:.2f} | {r['max_s']:.2f} | "
+        f"{'yes' if r['max_s'] < 2 else 'NO'} |\n"
+        for r in rows
+    )
+    head = (
+        f"{args.rows} scored transactions, {seeded['flagged']} open review items (seeded in {seed_s:.0f} s); "
+        f"{args.repeat} timed loads per page after one warm-up. Machine: {machine}"
+    )
+    print(head + "\n\n" + table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = f"PYTHONPATH=. python bench/dashboard.py --rows {args.rows} --repeat {args.repeat}"
+    (args.out / "dashboard.json").write_text(
+        json.dumps({"machine": machine, "rows": args.rows, "flagged": seeded["flagged"], "pages": rows}, indent=2)
+        + "\n"
+    )
+    (args.out / "dashboard.md").write_text(
+        f"# Dashboard page loads\n\nCommand: `{command}`\n\n{head}\n\n{table}\n"
+        "Times are the server-side run of each page (what the browser waits for), measured through AppTest.\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

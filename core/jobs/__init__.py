@@ -1,0 +1,1 @@
+"""Background jobs: rows in the jobs table that `finmed worker` claims, runs with progress, and finishes."""

@@ -1,0 +1,168 @@
+"""Every role's working page in a real browser: `finmed up` and `finmed worker` on a loopback port, Playwright
+driving Debian's Chromium. An analyst uploads a CSV, scores it and sends flagged rows to review, reloads the tab and
+is still signed in; compliance claims and approves the analyst's item, verifies the chain (a job the worker runs)
+and finds the events in the audit log. Screenshots of each step go to var/screenshots/ for people to look at."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_up_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `make browser` installs it"),
+]
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "var" / "screenshots"
+PASSWORD = "browser-pass-1"
+
+
+def _seed(tmp_path: Path) -> Path:
+    """Users (analyst, compliance), the finance numeric model, and a small CSV of transactions."""
+    from core.auth.users import create_user
+    from core.db.engine import get_engine, session_scope
+    from core.db.migrate import upgrade
+    from domains.finance.cli import default_numeric_path
+    from domains.finance.features import compute_features
+    from domains.finance.numeric import NumericModel
+    from domains.finance.synthetic import generate
+
+    engine = get_engine()
+    upgrade(engine)
+    with session_scope(engine) as session:
+        for role in ("analyst", "compliance"):
+            create_user(session, username=f"{role[:3]}1", role=role, password=PASSWORD)
+    history = generate(40, seed=1, days=10, fraud_rate=0.3)
+    NumericModel.fit(compute_features(history), history["is_fraud"].to_numpy(), max_iter=20).save(
+        default_numeric_path()
+    )
+    rows = generate(6, seed=2, days=5, fraud_rate=0.3).drop(columns=["is_fraud", "scheme"]).head(40)
+    path = tmp_path / "transactions.csv"
+    rows.to_csv(path, index=False)
+    return path
+
+
+def _sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {username}").wait_for(timeout=60_000)
+
+
+def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_timeout(600)  # let Streamlit finish painting the rerun
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_roles_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    csv_path = _seed(tmp_path)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "FINMED_BASE_MODEL": str(tiny_model_dir)}
+    finmed = shutil.which("finmed", path=str(Path(sys.executable).parent)) or "finmed"
+    app = subprocess.Popen(
+        [finmed, "up", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    # `finmed up` starts its own worker once the lead merges that change; a second worker is harmless.
+    worker = subprocess.Popen([finmed, "worker", "--poll", "0.5"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        assert app.stdout is not None
+        lines: list[str] = []
+        while not any("finmed app: http" in line for line in lines):
+            line = app.stdout.readline()
+            assert line, f"finmed up ended before printing its URL: {''.join(lines)}"
+            lines.append(line)
+        url = re.search(r"(http://127\.0\.0\.1:\d+)", "".join(lines)).group(1)  # type: ignore[union-attr]
+        wait_healthy(url, app)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            analyst = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            _sign_in(analyst, url, "ana1")
+            assert "Review queue" not in analyst.inner_text("section[data-testid='stSidebar']")
+            analyst.goto(f"{url}/finance", wait_until="domcontentloaded")
+            analyst.get_by_role("heading", name="Risk scoring").wait_for(timeout=60_000)
+            analyst.locator("input[type=file]").set_input_files(str(csv_path))
+            analyst.get_by_role("button", name="Validate and score").click(timeout=60_000)
+            analyst.get_by_text("rows valid and scored").wait_for(timeout=60_000)
+            _shot(analyst, "1-analyst-scored")
+            analyst.get_by_role("button", name="Store and route to review").click()
+            analyst.get_by_text("queued for review").wait_for(timeout=60_000)
+            _shot(analyst, "2-analyst-sent-to-review")
+            # The URL of another role's page leads to the analyst's default page, not the page.
+            analyst.goto(f"{url}/compliance", wait_until="domcontentloaded")
+            analyst.get_by_role("heading", name="Status").wait_for(timeout=60_000)
+            assert analyst.get_by_role("heading", name="Review queue").count() == 0
+            # A reload keeps the sign-in (signed session cookie).
+            analyst.reload(wait_until="domcontentloaded")
+            analyst.get_by_text("Signed in as ana1").wait_for(timeout=60_000)
+            assert analyst.get_by_role("textbox", name="Password").count() == 0
+            analyst.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
+            _shot(analyst, "3-analyst-after-reload")
+            analyst.get_by_role("button", name="Sign out").click()
+            analyst.get_by_role("button", name="Sign in").wait_for(timeout=30_000)
+            analyst.reload(wait_until="domcontentloaded")
+            analyst.get_by_role("button", name="Sign in").wait_for(timeout=30_000)  # signed out stays signed out
+
+            # Radiologist: needs the medical page (DomainPlugin.pages of domains/medical); wired at merge.
+            # RADIOLOGIST STEP (skipped until the medical page exists): sign in as a radiologist, open a draft,
+            # edit and sign it, screenshot "4-radiologist-signed".
+
+            reviewer = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            _sign_in(reviewer, url, "com1")
+            reviewer.goto(f"{url}/compliance", wait_until="domcontentloaded")
+            reviewer.get_by_role("heading", name="Review queue").wait_for(timeout=60_000)
+            reviewer.get_by_role("button", name="Claim next item").click()
+            reviewer.get_by_text("Prompt as sent").wait_for(timeout=60_000)
+            _shot(reviewer, "5-compliance-claimed")
+            reviewer.get_by_role("button", name="Approve").click()
+            reviewer.get_by_text(re.compile(r"Item \d+: approved\.")).wait_for(timeout=60_000)
+            _shot(reviewer, "6-compliance-approved")
+            reviewer.goto(f"{url}/audit", wait_until="domcontentloaded")
+            reviewer.get_by_role("heading", name="Audit trail").wait_for(timeout=60_000)
+            reviewer.get_by_role("button", name="Verify the chain now").click()
+            reviewer.get_by_text("Audit chain verified").wait_for(timeout=60_000)
+            reviewer.get_by_label("Event (e.g. review.decided, or review. for all review events)").fill("review.")
+            reviewer.keyboard.press("Enter")
+            reviewer.wait_for_timeout(1500)
+            _shot(reviewer, "7-compliance-audit")
+            browser.close()
+    finally:
+        for proc in (worker, app):
+            proc.send_signal(signal.SIGINT)
+        for proc in (worker, app):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    from sqlalchemy import select
+
+    from core.audit.tables import AuditEvent
+    from core.db.engine import get_engine, session_scope
+
+    with session_scope(get_engine()) as session:
+        actions = {(e.actor, e.action) for e in session.scalars(select(AuditEvent))}
+    for needed in (
+        ("ana1", "session.started"),
+        ("ana1", "review.routed"),
+        ("ana1", "session.ended"),
+        ("com1", "review.claimed"),
+        ("com1", "review.decided"),
+        ("com1", "job.submitted"),
+    ):
+        assert needed in actions, needed
+
+
+def test_radiologist_signs_a_draft() -> None:
+    pytest.skip("radiologist step: needs the medical page (domains/medical DomainPlugin.pages); the lead wires it")
