@@ -13,9 +13,9 @@ from core.db.engine import get_engine, session_scope
 from core.db.migrate import upgrade
 from core.db.tables import User
 from core.review.tables import ReviewItem
-from domains.finance.service import default_numeric_path
 from domains.finance.features import compute_features
 from domains.finance.numeric import NumericModel
+from domains.finance.service import default_numeric_path
 from domains.finance.synthetic import generate
 from domains.finance.tables import Assessment
 

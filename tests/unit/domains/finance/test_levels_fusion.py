@@ -27,7 +27,7 @@ def test_levels_rise_with_fraud_rate_and_are_all_used_on_held_out_data() -> None
     assert isinstance(calibration, LevelCalibration) and calibration.version.startswith("cal-")
     lows = [b.low for b in calibration.bands]
     highs = [b.high for b in calibration.bands]
-    assert lows == sorted(lows) and highs == sorted(highs) and all(lo <= hi for lo, hi in zip(lows, highs))
+    assert lows == sorted(lows) and highs == sorted(highs) and all(lo <= hi for lo, hi in zip(lows, highs, strict=True))
     level = numeric.levels(numeric.predict(compute_features(held_out)))
     y_out = held_out["is_fraud"].to_numpy()
     counts = np.bincount(level, minlength=6)
