@@ -5,6 +5,7 @@ from pathlib import Path
 from core.plugins import DomainPage, DomainPlugin
 from core.review.policies import load_policy
 from domains.finance.api import make_router
+from domains.finance.bootstrap import bootstrap
 from domains.finance.cli import app
 from domains.finance.page import ROLES as PAGE_ROLES
 from domains.finance.page import render as render_page
@@ -17,5 +18,6 @@ plugin = DomainPlugin(
     api_routes=make_router,
     review_policies={"default": lambda **overrides: load_policy(POLICY_FILE, overrides=overrides)},
     tables=("domains.finance.tables",),
+    bootstrap=bootstrap,
     pages=(DomainPage(title="Risk scoring", url_path="finance", roles=PAGE_ROLES, render=render_page),),
 )
