@@ -1,18 +1,20 @@
 """Time-split backtest: fit on the earliest 70%, score the latest 30%, compare numeric vs LLM vs fused.
 
 Features are computed once over the whole history (they are causal, so test rows see only their own past, as in
-production). The numeric model and the few-shot case base use the training part only. The operating threshold is
-chosen on the training part (best F1 on out-of-fold probabilities); fused reuses it (fusion keeps the same scale)
-and the LLM variant uses its own decision point, expected level 2.5 (llm.LLM_THRESHOLD, which is what its training
-targets teach) or the one its run folder was calibrated to (RiskLLM.threshold). No LLM calls are spent on the
-training part.
+production). Everything is learned on the training part only, through screen.fit_screen: the numeric model on its
+early rows, the fusion weight and the level calibration on its latest quarter (the validation slice). The test rows
+are scored once, at the end, with what was learned; nothing is tuned on them.
+
+LLM calls: `policy.budget` is spent on the validation slice to measure the LLM. On the test part the LLM runs only
+when the fusion found a gain there (same budget), unless `test_budget` is given (the user insists; reported as
+forced). The report states the LLM seconds per call next to what it bought: AP and FPR with and without it.
 The LLM variant is measured on the test rows it adjudicated with a parsable answer (`llm_scored`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +22,18 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.atomic import atomic_file, write_bytes_atomic
+from domains.finance.calibration import level_table
 from domains.finance.features import compute_features, with_features
+from domains.finance.ingest import FLAG_COLUMN
 from domains.finance.llm import LLM_THRESHOLD, RiskLLM
 from domains.finance.numeric import NumericModel
-from domains.finance.pipeline import CascadePolicy, score_frame
-from domains.finance.risk_fusion import fuse
+from domains.finance.pipeline import CascadePolicy, Progress, score_frame
+from domains.finance.risk_fusion import DEFAULT_WEIGHT, FusionFit, fuse
+from domains.finance.screen import VAL_SHARE, fit_screen, time_split
 from domains.finance.similar import InMemorySimilarCases
 
 METRIC_KEYS = ("auc", "average_precision", "accuracy", "precision", "recall", "fpr", "threshold")
+__all__ = ["BacktestResult", "run_backtest", "time_split", "variant_metrics", "write_report"]
 
 
 @dataclass
@@ -41,6 +47,7 @@ class BacktestResult:
     test_rows: np.ndarray | None = None  # positions of the test part in the input frame
     adapter_run: Path | None = None
     llm_threshold: float = LLM_THRESHOLD  # the adjudicating LLM's decision point
+    notes: list[str] = field(default_factory=list)  # one-line statements for the console and the report
 
 
 def variant_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float | None]:
@@ -63,11 +70,23 @@ def variant_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[
     return out
 
 
-def time_split(frame: pd.DataFrame, train_share: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
-    """(train positions, test positions): the earliest `train_share` of rows by timestamp, then the rest."""
-    order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
-    cut = int(round(len(order) * train_share))
-    return np.sort(order[:cut]), np.sort(order[cut:])
+def llm_plan(fusion: FusionFit | None, budget: int, test_budget: int | None) -> tuple[int, float, bool, str]:
+    """(LLM calls on the test part, fusion weight, forced, one-line note) from the learned fusion."""
+    if fusion is None:
+        return 0, 0.0, False, "no fusion fit"
+    measured = bool(fusion.llm_name)
+    if test_budget is not None and test_budget > 0 and not fusion.llm_used:
+        weight = fusion.weight if measured else DEFAULT_WEIGHT
+        how = "learned" if measured else "assumed, never measured"
+        return (
+            test_budget,
+            weight,
+            True,
+            f"{fusion.reason}; LLM run anyway (forced by the test budget {test_budget}, weight {weight:.1f} {how})",
+        )
+    if fusion.llm_used:
+        return (test_budget if test_budget else budget), fusion.weight, False, fusion.reason
+    return 0, 0.0, False, fusion.reason
 
 
 def run_backtest(
@@ -80,46 +99,65 @@ def run_backtest(
     finetune_dir: Path | None = None,
     finetune_records: int = 384,
     finetune_overrides: list[str] | None = None,
+    test_budget: int | None = None,
+    rejected: int = 0,
+    progress: Progress | None = None,
 ) -> BacktestResult:
     """Fit on the early part of `frame`, score the late part; labels shape (n,) 0/1 aligned with `frame`.
 
-    With `finetune_dir`, the finance adapter is trained on the early part too (training.train_adapter, hard
-    legitimate rows picked by the numeric model fitted there) and adjudicates instead of `llm`.
+    Args:
+        frame: ingested transactions (the scorable rows); labels: 0/1 per row.
+        llm: the LLM measured on the validation slice (and run on the test part if it gains there).
+        policy: cascade policy; its budget is the validation slice's LLM calls (and the test part's, if used).
+        finetune_dir: train the finance adapter on the early rows of the training part (before the validation
+            slice, so the fusion is measured on rows the adapter never saw) and use it instead of `llm`.
+        test_budget: LLM calls on the test part whatever the fusion says (None: the fusion decides).
+        rejected: input rows ingest rejected (for metrics["rows"]).
+        progress: LLM progress callback (done, total), for both LLM stages.
     """
     frame = frame.reset_index(drop=True)
     labels = np.asarray(labels, dtype=int)
     feats = compute_features(frame, extra)
     train, test = time_split(frame)
-    numeric = NumericModel.fit(feats.iloc[train], labels[train])
+    policy = policy or CascadePolicy()
+    run = None
     if finetune_dir is not None:
         from domains.finance.llm import LocalLLM
         from domains.finance.training import train_adapter
 
+        early = train[time_split(frame.iloc[train], 1.0 - VAL_SHARE)[0]]
+        hardness = NumericModel.fit(feats.iloc[early], labels[early]).predict(feats.iloc[early])
         run = train_adapter(
-            frame.iloc[train],
-            labels[train],
+            frame.iloc[early],
+            labels[early],
             finetune_dir,
-            features=feats.iloc[train],
-            hardness=numeric.predict(feats.iloc[train]),
+            features=feats.iloc[early],
+            hardness=hardness,
             max_records=finetune_records,
             overrides=finetune_overrides,
         )
         llm = LocalLLM(adapter=run)
+    numeric = fit_screen(frame.iloc[train], labels[train], feats.iloc[train], llm=llm, policy=policy, progress=progress)
+    fusion = numeric.fusion if isinstance(numeric.fusion, FusionFit) else None
+    budget, weight, forced, note = llm_plan(fusion, policy.budget, test_budget)
     similar = None
-    if llm is not None and policy is not None and policy.budget > 0 and policy.k_examples > 0:
+    if llm is not None and budget > 0 and policy.k_examples > 0:
         similar = InMemorySimilarCases(with_features(frame, feats, train), labels[train])
     scored = score_frame(
         frame.iloc[test],
         numeric,
-        llm=llm,
+        llm=llm if budget > 0 else None,
         similar=similar,
-        policy=policy,
+        policy=replace(policy, budget=budget, fusion_weight=weight),
         features=feats.iloc[test],
+        progress=progress,
     )
     y = labels[test]
     llm_rows = scored["llm_level"].notna().to_numpy()
     t = numeric.threshold
     u = llm.threshold if llm is not None else LLM_THRESHOLD
+    flagged = int((frame[FLAG_COLUMN] != "").sum()) if FLAG_COLUMN in frame.columns else 0
+    calls, seconds = int(scored.attrs.get("llm_calls", 0)), float(scored.attrs.get("llm_seconds", 0.0))
     metrics: dict[str, object] = {
         "numeric": variant_metrics(y, scored["numeric_score"].to_numpy(), numeric.threshold),
         "llm": variant_metrics(
@@ -129,8 +167,23 @@ def run_backtest(
         "n_train": len(train),
         "n_test": len(test),
         "llm_scored": int(llm_rows.sum()),
+        "rows": {"input": len(frame) + rejected, "scored": len(frame), "rejected": rejected, "flagged": flagged},
+        "levels": level_table(scored["risk_level"].to_numpy(), y, numeric.calibration),  # type: ignore[arg-type]
+        "fusion": {**(fusion.as_dict() if fusion else {"weight": 0.0, "llm_used": False, "reason": note})},
+        "llm_cost": {
+            "test_calls": calls,
+            "test_seconds": seconds,
+            "seconds_per_call": seconds / calls if calls else None,
+            "forced": forced,
+            "validation_calls": fusion.llm_rows if fusion else 0,
+            "validation_ap_numeric": fusion.ap_numeric if fusion else None,
+            "validation_ap_fused": fusion.ap_fused if fusion else None,
+        },
     }
-    return BacktestResult(metrics, scored, y, numeric, test, run if finetune_dir is not None else None, u)
+    notes = [note]
+    if numeric.calibration is None:
+        notes.append(str(numeric.meta.get("calibration_note", "levels use fixed edges")))
+    return BacktestResult(metrics, scored, y, numeric, test, run, u, notes)
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray) -> str:
@@ -190,18 +243,52 @@ def write_report(result: BacktestResult, out: Path) -> list[Path]:
     for name, col in (("numeric", "numeric_score"), ("fused", "fused_score")):
         thr = m[name]["threshold"]  # type: ignore[index]
         lines += ["", f"## Confusion ({name}, threshold {thr:.4f})", "", _confusion(y, s[col].to_numpy() >= thr)]
+    rows = m["rows"]
+    assert isinstance(rows, dict)
     lines += [
-        "## Calibration by risk level",
+        "## Rows",
         "",
-        "| level | numeric: n | numeric: fraud rate | fused: n | fused: fraud rate |",
+        f"{rows['input']} input rows: {rows['scored']} scored ({rows['flagged']} with an odd optional field, "
+        f"scored with that field unknown), {rows['rejected']} rejected as unscorable.",
+        "",
+        "## Calibration by risk level (test part, fused)",
+        "",
+        "Levels are cut on the training period's validation slice; the band is the fraud rate each level promised "
+        "there.",
+        "",
+        "| level | n | share | fraud rate | promised band | numeric level: n | numeric level: fraud rate |",
+        "|---|---|---|---|---|---|---|",
     ]
-    lines.append("|---|---|---|---|---|")
-    for level in range(6):
-        cells = []
-        for col in ("numeric_level", "risk_level"):
-            mask = s[col].to_numpy() == level
-            cells += [str(int(mask.sum())), f"{y[mask].mean():.3f}" if mask.any() else "n/a"]
-        lines.append(f"| {level} | " + " | ".join(cells) + " |")
+    levels = m["levels"]
+    assert isinstance(levels, list)
+    for entry in levels:
+        level = entry["level"]
+        mask = s["numeric_level"].to_numpy() == level
+        band = entry["band"]
+        band_text = f"{100 * band[0]:.2f}%-{100 * band[1]:.2f}%" if band else "fixed edges"
+        rate = entry["fraud_rate"]
+        lines.append(
+            f"| {level} | {entry['n']} | {entry['n'] / max(len(y), 1):.1%} | "
+            f"{'n/a' if rate is None else f'{100 * rate:.2f}%'} | {band_text} | {int(mask.sum())} | "
+            f"{f'{100 * y[mask].mean():.2f}%' if mask.any() else 'n/a'} |"
+        )
+    fusion, cost = m["fusion"], m["llm_cost"]
+    assert isinstance(fusion, dict) and isinstance(cost, dict)
+    lines += ["", "## Fusion and LLM cost", "", *[f"- {note}" for note in result.notes]]
+    per_call = cost["seconds_per_call"]
+    lines.append(
+        f"- LLM calls: {cost['validation_calls']} parsed on the validation slice, {cost['test_calls']} on the test "
+        f"part ({'forced' if cost['forced'] else 'by the learned fusion'}); "
+        + (f"{per_call:.3f} s per call, {cost['test_seconds']:.1f} s in all." if per_call else "no test LLM calls.")
+    )
+    numeric_m, fused_m = m["numeric"], m["fused"]
+    assert isinstance(numeric_m, dict) and isinstance(fused_m, dict)
+    lines.append(
+        f"- What it bought on the test part: AP {_fmt(numeric_m['average_precision'])} without the LLM, "
+        f"{_fmt(fused_m['average_precision'])} with it; FPR {_fmt(numeric_m['fpr'])} without, "
+        f"{_fmt(fused_m['fpr'])} with."
+    )
+    lines.append("")
     adjudicated = s["adjudicated"].to_numpy()
     parsed = s["parse_ok"].fillna(False).to_numpy(dtype=bool)
     lines += [

@@ -1,8 +1,13 @@
-"""`finmed finance ...`: synthetic data, numeric model fitting, cascade scoring, backtests and training records."""
+"""`finmed finance ...`: synthetic data, numeric model fitting, cascade scoring, backtests and training records.
+
+A thin face: scoring goes through domains/finance/service.py (the same service as the API and the page), fitting
+through screen.py; this file parses options, draws progress and prints one line per fact.
+"""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +27,61 @@ MAP_HELP = "Column mapping field=column (repeatable), e.g. --map amount=amt --ma
 ADAPTER_HELP = "A `finmed train` run folder (finance adapter, or an adapt run stacked on it) or a PEFT adapter folder."
 
 
-def default_numeric_path() -> Path:
-    """Where `fit` saves and `score` loads the numeric model unless told otherwise."""
-    return get_settings().data_dir / "finance" / "numeric.joblib"
+LLM_MODEL_HELP = "LLM: a model folder, an exported ONNX folder, or 'default' (FINMED_BASE_MODEL)."
+
+
+@contextmanager
+def llm_progress(description: str = "LLM adjudication") -> Iterator:  # noqa: ANN201  (pipeline.Progress)
+    """A rich progress bar with rows/s and time left, as a (done, total) callback for the LLM stage."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    class RowsPerSecond(TextColumn):
+        def __init__(self) -> None:
+            super().__init__("")
+
+        def render(self, task):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.2f} rows/s" if speed else "- rows/s")
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RowsPerSecond(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = None
+
+        def update(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task(description, total=total)
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _report_rows(bad: list, odd: list) -> None:  # noqa: ANN001  (ingest.BadRow, ingest.OddField)
+    for row in bad[:20]:
+        err_console.print(f"row {row.row}: {row.reason}", highlight=False)
+    if len(bad) > 20:
+        err_console.print(f"... and {len(bad) - 20} more rejected row(s)", highlight=False)
+    for entry in odd:
+        err_console.print(entry.message(), highlight=False)
 
 
 def _write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -53,21 +110,18 @@ def _ingest(path: Path, mapping: list[str] | None, exclude: tuple[str, ...] = ()
     from domains.finance.ingest import ingest, parse_mapping
 
     result = ingest(path, parse_mapping(mapping), exclude=exclude)
-    for bad in result.bad[:20]:
-        err_console.print(f"row {bad.row}: {bad.reason}", highlight=False)
+    _report_rows(result.bad, result.odd)
     if result.bad:
         err_console.print(
-            f"{len(result.bad)} bad row(s) skipped; {len(result.frame)} good row(s) kept", highlight=False
+            f"{len(result.bad)} unscorable row(s) rejected; {len(result.frame)} row(s) kept", highlight=False
         )
     if result.frame.empty:
         raise ValidationError(f"{path}: no valid rows to process")
     return result
 
 
-def _llm(model: str | None, adapter: Path | None, budget: int):  # noqa: ANN202
+def _llm(model: str | None, adapter: Path | None):  # noqa: ANN202  (llm.RiskLLM)
     """The adjudicating LLM: an exported ONNX folder (genai_config.json inside) or an in-process model."""
-    if budget <= 0:
-        return None
     if model and (Path(model) / "genai_config.json").is_file():
         from domains.finance.llm import OnnxLLM
 
@@ -108,16 +162,43 @@ def fit(
     label_column: str = typer.Option("is_fraud", help="Column with 0/1 fraud labels."),
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
     out: Path = typer.Option(None, "--out", help="Model file (default DATA_DIR/finance/numeric.joblib)."),
+    llm_budget: int = typer.Option(
+        0, "--llm-budget", help="LLM calls on the validation slice to learn the fusion (0: numeric screen alone)."
+    ),
+    model: str = typer.Option(None, "--model", help=LLM_MODEL_HELP),
+    adapter: Path = typer.Option(None, "--adapter", help=ADAPTER_HELP),
+    k_examples: int = typer.Option(0, help="Similar labelled cases per prompt on the validation slice."),
 ) -> None:
-    """Fit the numeric screening model on labelled transactions."""
+    """Fit the screen: numeric model on the early rows, then fusion weight and risk levels on the latest quarter
+    (a time-ordered validation slice), all saved in one model file."""
     from domains.finance.features import compute_features
-    from domains.finance.numeric import NumericModel
+    from domains.finance.pipeline import CascadePolicy
+    from domains.finance.screen import fit_screen
+    from domains.finance.service import default_numeric_path
 
     data = _ingest(input_path, mapping, exclude=(label_column,))
     y = _labels(data.frame, label_column)
-    model = NumericModel.fit(compute_features(data.frame, data.extra_features), y)
-    path = model.save(out or default_numeric_path())
-    console.print(f"numeric model saved to {path} (threshold {model.threshold:.4f})")
+    llm = _llm(model, adapter) if llm_budget > 0 else None
+    with llm_progress("LLM on the validation slice") as progress:
+        numeric = fit_screen(
+            data.frame,
+            y,
+            compute_features(data.frame, data.extra_features),
+            llm=llm,
+            policy=CascadePolicy(budget=llm_budget, k_examples=k_examples),
+            progress=progress,
+        )
+    path = numeric.save(out or default_numeric_path())
+    console.print(f"numeric model saved to {path} (threshold {numeric.threshold:.4f}, {numeric.version})")
+    console.print(numeric.fusion.reason if numeric.fusion is not None else "no fusion fit")  # type: ignore[attr-defined]
+    calibration = numeric.calibration
+    if calibration is None:
+        console.print(str(numeric.meta.get("calibration_note")))
+    else:
+        console.print(f"risk levels {calibration.version} on the {calibration.source}:")  # type: ignore[attr-defined]
+        for band in calibration.bands:  # type: ignore[attr-defined]
+            rate = "n/a" if band.fraud_rate is None else f"{100 * band.fraud_rate:.2f}%"
+            console.print(f"  level {band.level}: {band.n} rows, fraud rate {rate}, band {band.band_text()}")
 
 
 @app.command()
@@ -126,10 +207,13 @@ def score(
     out: Path = typer.Option(..., "--out", help="Scored output (.csv or .parquet)."),
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
     numeric_model: Path = typer.Option(None, "--numeric-model", help="Numeric model file (default from `fit`)."),
-    llm_budget: int = typer.Option(0, "--llm-budget", help="Most transactions the LLM adjudicates."),
-    model: str = typer.Option(
-        None, "--model", help="LLM: a model folder, an exported ONNX folder, or 'default' (FINMED_BASE_MODEL)."
+    llm_budget: int = typer.Option(
+        None,
+        "--llm-budget",
+        help="Most transactions the LLM adjudicates. Default: what the fusion learned at `fit` decides (no LLM "
+        "calls when it showed no gain); a number given here runs anyway, reported as forced.",
     ),
+    model: str = typer.Option(None, "--model", help=LLM_MODEL_HELP),
     adapter: Path = typer.Option(None, "--adapter", help=ADAPTER_HELP),
     language: str = typer.Option("en", help="Prompt language: en or zh."),
     cases: str = typer.Option(
@@ -144,47 +228,55 @@ def score(
         None, "--as", envvar="FINMED_USER", help="With --store: the analyst or engineer the outputs are recorded as."
     ),
 ) -> None:
-    """Score transactions: numeric screen on all, LLM on a budgeted selection, fused level per row."""
-    from domains.finance.features import compute_features, with_features
-    from domains.finance.numeric import NumericModel
-    from domains.finance.pipeline import CascadePolicy, score_frame
+    """Score transactions: numeric screen on all, LLM on a selection when the learned fusion (or --llm-budget) says
+    so, calibrated level 0-5 with reasons per row."""
+    from domains.finance.ingest import parse_mapping, read_table
+    from domains.finance.service import score_batch, store_and_route
 
     if store and not as_user:
-        raise ValidationError("--store records review items and needs --as USER (or FINMED_USER)")
-
-    numeric = NumericModel.load(numeric_model or default_numeric_path())
-    data = _ingest(input_path, mapping)
-    extra = [c for c in numeric.columns if c in data.extra_features]
-    llm = _llm(model, adapter, llm_budget)
+        raise ValidationError("--store records outputs for a person: give --as USER (or FINMED_USER)")
+    raw = read_table(input_path)
     similar = None
     if cases:
         from core.retrieval.store import open_store
         from domains.finance.similar import StoreSimilarCases
 
         similar = StoreSimilarCases(open_store(get_settings()), cases, tenant=tenant)
-    policy = CascadePolicy(budget=llm_budget, language=language, k_examples=k_examples if cases else 0)
-    feats = compute_features(data.frame, extra)
-    scored = score_frame(data.frame, numeric, llm=llm, similar=similar, policy=policy, extra=extra, features=feats)
+    args = {
+        "frame": raw,
+        "mapping": parse_mapping(mapping),
+        "numeric": numeric_model,
+        "llm": lambda: _llm(model, adapter),
+        "llm_budget": llm_budget,
+        "similar": similar,
+        "language": language,
+        "k_examples": k_examples if cases else 0,
+        "source": str(input_path),
+    }
     routed = None
-    if store:
-        from core.auth.users import get_user
-        from core.db.engine import get_engine, session_scope
-        from core.db.migrate import require_current
-        from domains.finance.routing import route_assessments
-        from domains.finance.store import store_assessments
+    with llm_progress() as progress:
+        if store:
+            from core.auth.users import get_user
+            from core.db.engine import get_engine, session_scope
+            from core.db.migrate import require_current
 
-        engine = get_engine()
-        require_current(engine)
-        version = f"numeric:{(numeric_model or default_numeric_path()).name}" + (f"+llm:{llm.name}" if llm else "")
-        rows = with_features(data.frame, feats)
-        with session_scope(engine) as session:
-            user = get_user(session, as_user)
-            store_assessments(session, scored=scored, batch_id=uuid.uuid4().hex, model_version=version)
-            routed = route_assessments(session, user=user, scored=scored, rows=rows, model_name=version)
-    scored.insert(2, "source_row", data.frame["source_row"].to_numpy())
-    _write_table(scored, out)
+            engine = get_engine()
+            require_current(engine)
+            with session_scope(engine) as session:
+                user = get_user(session, as_user)
+                result = score_batch(session, user=user, progress=progress, **args)
+                routed = store_and_route(session, user=user, result=result)
+        else:
+            result = score_batch(None, user=None, progress=progress, **args)
+    _report_rows(result.rejected, [])
+    if result.assessments.empty:
+        raise ValidationError(f"{input_path}: no scorable rows ({len(result.rejected)} rejected)")
+    _write_table(result.assessments, out)
+    for line in result.summary_lines():
+        console.print(line, highlight=False)
     if routed is not None:
         console.print(f"stored; {routed['recorded']} outputs recorded, {routed['queued']} queued for review")
+    scored = result.assessments
     console.print(
         f"scored {len(scored)} transactions ({int(scored['adjudicated'].sum())} by the LLM, "
         f"{int((scored['risk_level'] >= 4).sum())} at level 4-5) -> {out}"
@@ -197,10 +289,16 @@ def backtest(
     label_column: str = typer.Option(..., "--label-column", help="Column with 0/1 fraud labels."),
     out: Path = typer.Option(..., "--out", help="Output folder for metrics.json, report.md and charts."),
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
-    llm_budget: int = typer.Option(0, "--llm-budget", help="Most test transactions the LLM adjudicates."),
-    model: str = typer.Option(
-        None, "--model", help="LLM: a model folder, an exported ONNX folder, or 'default' (FINMED_BASE_MODEL)."
+    llm_budget: int = typer.Option(
+        0,
+        "--llm-budget",
+        help="LLM calls on the training period's validation slice to learn the fusion; the test part gets as many "
+        "only when the LLM gained there.",
     ),
+    test_llm_budget: int = typer.Option(
+        None, "--test-llm-budget", help="LLM calls on the test part whatever the fusion learned (reported as forced)."
+    ),
+    model: str = typer.Option(None, "--model", help=LLM_MODEL_HELP),
     adapter: Path = typer.Option(None, "--adapter", help=ADAPTER_HELP),
     finetune: bool = typer.Option(
         False, "--finetune", help="Train the finance adapter on the early part first (into OUT/adapter) and use it."
@@ -210,30 +308,38 @@ def backtest(
         None, help="Similar labelled cases per prompt (default 2 for a base model, 0 with an adapter)."
     ),
 ) -> None:
-    """Time-split backtest (earliest 70% fit, latest 30% test) of numeric, LLM and fused variants."""
+    """Time-split backtest (earliest 70% fit, latest 30% test) of numeric, LLM and fused variants, with the fusion
+    and risk levels learned on the training part's latest quarter."""
     from domains.finance.backtest import run_backtest, write_report
     from domains.finance.pipeline import CascadePolicy
 
     if finetune and adapter is not None:
         raise ValidationError("--finetune trains its own adapter: leave out --adapter")
-    if finetune and llm_budget <= 0:
+    wants_llm = llm_budget > 0 or (test_llm_budget or 0) > 0
+    if finetune and not wants_llm:
         raise ValidationError("--finetune needs --llm-budget > 0 (the adapter is only used by LLM adjudication)")
     data = _ingest(input_path, mapping, exclude=(label_column,))
     y = _labels(data.frame, label_column)
-    llm = None if finetune else _llm(model, adapter, llm_budget)
+    llm = None if finetune or not wants_llm else _llm(model, adapter)
     tuned = finetune or adapter is not None
     policy = CascadePolicy(budget=llm_budget, k_examples=k_examples if k_examples is not None else (0 if tuned else 2))
-    result = run_backtest(
-        data.frame,
-        y,
-        extra=data.extra_features,
-        llm=llm,
-        policy=policy,
-        finetune_dir=out / "adapter" if finetune else None,
-        finetune_records=max_records,
-    )
+    with llm_progress() as progress:
+        result = run_backtest(
+            data.frame,
+            y,
+            extra=data.extra_features,
+            llm=llm,
+            policy=policy,
+            finetune_dir=out / "adapter" if finetune else None,
+            finetune_records=max_records,
+            test_budget=test_llm_budget,
+            rejected=len(data.bad),
+            progress=progress,
+        )
     write_report(result, out)
     m = result.metrics
+    for note in result.notes:
+        console.print(note, highlight=False)
     console.print(
         f"AP numeric {m['numeric']['average_precision']} | llm {m['llm']['average_precision']} | "  # type: ignore[index]
         f"fused {m['fused']['average_precision']} -> {out / 'metrics.json'}"  # type: ignore[index]

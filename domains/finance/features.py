@@ -195,6 +195,7 @@ def compute_features(frame: pd.DataFrame, extra: list[str] | None = None) -> pd.
     out["new_device"] = _first_seen(f, "device_id", position)
     out["new_country"] = _first_seen(f, "country", position)
     features = pd.DataFrame(out)
+    _mark_unknown(features, f)
     for name in extra or []:
         features[name] = pd.to_numeric(f[name], errors="coerce").to_numpy(dtype=float)
     restored = np.empty(n, dtype=np.int64)
@@ -202,6 +203,27 @@ def compute_features(frame: pd.DataFrame, extra: list[str] | None = None) -> pd.
     features = features.iloc[restored].reset_index(drop=True)
     features.index = frame.index
     return features
+
+
+# Features that mean nothing when ingest flagged the field they read (ingest.FLAG_COLUMN): NaN there, "unknown",
+# which the gradient-boosted screen handles natively and no reason rule fires on.
+UNKNOWN_WHEN = {
+    "unknown_country": ("new_country",),
+    "missing_merchant": ("new_merchant",),
+    "invalid_lat": ("dist_prev_km", "dist_home_km", "speed_kmh"),
+    "invalid_lng": ("dist_prev_km", "dist_home_km", "speed_kmh", "local_hour", "night"),
+}
+
+
+def _mark_unknown(features: pd.DataFrame, frame: pd.DataFrame) -> None:
+    """Set the features of UNKNOWN_WHEN to NaN on rows whose `odd_fields` name the flag (in place, same order)."""
+    if "odd_fields" not in frame.columns:
+        return
+    flags = frame["odd_fields"].astype(str).to_numpy()
+    for flag, names in UNKNOWN_WHEN.items():
+        hit = np.char.find(flags.astype(str), flag) >= 0
+        if hit.any():
+            features.loc[hit, list(names)] = np.nan
 
 
 def reasons_for(features: pd.DataFrame) -> list[list[str]]:

@@ -2,8 +2,14 @@
 
 Column mapping: `field=column` pairs rename file columns onto canonical fields; canonical fields present in the file
 under their own name map themselves. A mapping that names an unknown canonical field or a column the file lacks is
-one `ValidationError`. Row problems (missing required value, unparseable time, negative amount, unknown currency)
-never stop the run: each bad row is listed with its 1-based row number and reason, the good rows go on.
+one `ValidationError`.
+
+A row is rejected only when it cannot be scored at all: a missing account, timestamp or amount, an unparseable
+timestamp or amount, or a negative amount. Each rejected row is listed with its 1-based row number and reason; the
+others go on. An odd optional field never costs a row its score: an unknown currency, country or merchant category
+code (codes.py knows historic ISO codes), a missing merchant code or an invalid latitude/longitude is kept (or
+blanked, for coordinates), named in the row's `odd_fields` and counted per kind with examples (`Ingested.odd`), and
+features.py marks the features that depend on it unknown.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import NotFoundError, ValidationError
+from domains.finance.codes import known_mask, normalise
 
 CANONICAL = (
     "transaction_id",
@@ -23,6 +30,7 @@ CANONICAL = (
     "amount",
     "currency",
     "merchant_id",
+    "mcc",
     "channel",
     "country",
     "region",
@@ -32,17 +40,19 @@ CANONICAL = (
     "description",
 )
 REQUIRED = ("account_id", "timestamp", "amount")
-TEXT_FIELDS = ("transaction_id", "account_id", "currency", "merchant_id", "channel", "country", "region", "device_id")
-# Active ISO 4217 alphabetic codes (2024 list), so an unknown currency is caught without a network look-up.
-ISO_4217 = frozenset(
-    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD CAD CDF
-    CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF
-    GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL
-    LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
-    PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD
-    TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XDR XOF XPD XPF XPT XSU
-    XTS XUA XXX YER YEI ZAR ZMW ZWG ZWL""".split()
+TEXT_FIELDS = (
+    "transaction_id",
+    "account_id",
+    "currency",
+    "merchant_id",
+    "mcc",
+    "channel",
+    "country",
+    "region",
+    "device_id",
 )
+FLAG_COLUMN = "odd_fields"  # per good row: the optional fields that were odd (comma-separated), "" for none
+MAX_EXAMPLES = 5
 
 
 @dataclass
@@ -54,18 +64,37 @@ class BadRow:
 
 
 @dataclass
+class OddField:
+    """One kind of odd optional field, kept and scored: how many rows, and the first few (row, value) examples."""
+
+    field: str
+    problem: str
+    count: int
+    examples: list[tuple[int, str]] = field(default_factory=list)
+
+    def message(self) -> str:
+        """E.g. "312 rows with an unknown currency code, scored; examples: row 4 'XYZ', row 9 'ABC'"."""
+        shown = ", ".join(f"row {row} {value!r}" for row, value in self.examples)
+        return f"{self.count} row{'s' if self.count != 1 else ''} with {self.problem}, scored; examples: {shown}"
+
+
+@dataclass
 class Ingested:
     """The outcome of reading a file.
 
     Attributes:
         frame: good rows with canonical columns (those present), extra numeric columns and `source_row` (1-based).
         bad: rejected rows with reasons, in row order.
+        odd: odd optional fields of kept rows, one entry per kind (each row also names them in `odd_fields`).
+        n_input: data rows read.
         extra_features: names of the other numeric columns kept as features.
         passthrough: other non-numeric columns kept as they were (e.g. a label column).
     """
 
     frame: pd.DataFrame
     bad: list[BadRow] = field(default_factory=list)
+    odd: list[OddField] = field(default_factory=list)
+    n_input: int = 0
     extra_features: list[str] = field(default_factory=list)
     passthrough: list[str] = field(default_factory=list)
 
@@ -114,38 +143,62 @@ def apply_mapping(raw: pd.DataFrame, mapping: dict[str, str], *, source: str = "
     return frame
 
 
+ODD_CHECKS = (  # (field, the flag a row carries, how the report names it)
+    ("currency", "unknown_currency", "an unknown currency code"),
+    ("country", "unknown_country", "an unknown country code"),
+    ("mcc", "unknown_mcc", "an unknown merchant category code"),
+)
+
+
 def validate(frame: pd.DataFrame, *, allow_negative: bool = False) -> Ingested:
-    """Check every row; return the good ones (typed) and the bad ones with reasons."""
+    """Check every row; return the scorable ones (typed, odd fields flagged) and the rejected ones with reasons."""
     frame = frame.reset_index(drop=True).copy()
     n = len(frame)
     reasons = np.full(n, "", dtype=object)
+    odd_flags: list[np.ndarray] = []  # one (n,) bool per flag, in `odd_names` order
+    odd_names: list[str] = []
+    odd: list[OddField] = []
 
-    def flag(mask: np.ndarray, reason: str) -> None:
+    def reject(mask: np.ndarray, reason: str) -> None:
         fresh = mask & (reasons == "")
         reasons[fresh] = reason
+
+    def mark(mask: np.ndarray, name: str, problem: str, column: str, values: pd.Series) -> None:
+        odd_flags.append(mask)
+        odd_names.append(name)
+        odd.append(OddField(column, problem, 0, [(int(i) + 1, str(values.iloc[i])) for i in np.flatnonzero(mask)]))
 
     for name in REQUIRED:
         col = frame[name]
         empty = col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
-        flag(empty, f"missing required {name}")
+        reject(empty, f"missing required {name}")
     stamps = pd.to_datetime(frame["timestamp"], errors="coerce", utc=True, format="mixed")
-    flag(stamps.isna().to_numpy(), "unparseable timestamp")
+    reject(stamps.isna().to_numpy(), "unparseable timestamp")
     amounts = pd.to_numeric(frame["amount"], errors="coerce")
-    flag(amounts.isna().to_numpy(), "amount is not a number")
+    reject(amounts.isna().to_numpy(), "amount is not a number")
     if not allow_negative:
-        flag((amounts < 0).to_numpy(), "negative amount")
-    if "currency" in frame.columns:
-        cur = frame["currency"].astype("string").str.strip().str.upper()
-        known = cur.isin(ISO_4217).fillna(False).to_numpy(dtype=bool)
-        present = cur.notna().to_numpy() & (cur != "").fillna(False).to_numpy(dtype=bool)
-        flag(present & ~known, "unknown currency")
-        frame["currency"] = cur
+        reject((amounts < 0).to_numpy(), "negative amount")
+    for column, flag, problem in ODD_CHECKS:
+        if column in frame.columns:
+            codes = normalise(frame[column])
+            mark(~known_mask(codes, column), flag, problem, column, frame[column])
+            frame[column] = codes
+    if "merchant_id" in frame.columns:
+        merchant = frame["merchant_id"].astype("string").str.strip()
+        mark(
+            (merchant.isna() | (merchant == "")).to_numpy(dtype=bool),
+            "missing_merchant",
+            "no merchant code",
+            "merchant_id",
+            frame["merchant_id"],
+        )
     for name in ("lat", "lng"):
         if name in frame.columns:
             values = pd.to_numeric(frame[name], errors="coerce")
             limit = 90 if name == "lat" else 180
-            flag((frame[name].notna() & (values.isna() | (values.abs() > limit))).to_numpy(), f"invalid {name}")
-            frame[name] = values
+            invalid = (frame[name].notna() & (values.isna() | (values.abs() > limit))).to_numpy(dtype=bool)
+            mark(invalid, f"invalid_{name}", f"an invalid {name} (location unknown)", name, frame[name])
+            frame[name] = values.mask(invalid)
     frame["timestamp"] = stamps.dt.tz_convert(None)
     frame["amount"] = amounts.astype(float)
     for name in TEXT_FIELDS:
@@ -155,13 +208,24 @@ def validate(frame: pd.DataFrame, *, allow_negative: bool = False) -> Ingested:
         frame["description"] = frame["description"].astype("string").fillna("")
     frame["source_row"] = np.arange(1, n + 1)
     bad_mask = reasons != ""
+    flags = np.full(n, "", dtype=object)
+    for mask, name in zip(odd_flags, odd_names, strict=True):
+        flags[mask] = np.where(flags[mask] == "", name, flags[mask] + "," + name)
+    frame[FLAG_COLUMN] = flags
+    kept_odd = []
+    for mask, entry in zip(odd_flags, odd, strict=True):
+        kept = mask & ~bad_mask
+        if kept.any():
+            good_rows = set((np.flatnonzero(kept) + 1).tolist())
+            examples = [e for e in entry.examples if e[0] in good_rows][:MAX_EXAMPLES]
+            kept_odd.append(OddField(entry.field, entry.problem, int(kept.sum()), examples))
     bad = [BadRow(int(i) + 1, str(reasons[i])) for i in np.flatnonzero(bad_mask)]
     good = frame.loc[~bad_mask].reset_index(drop=True)
     if "transaction_id" not in good.columns:
         good.insert(0, "transaction_id", ("row" + good["source_row"].astype(str)).astype("string"))
-    others = [c for c in good.columns if c not in CANONICAL and c != "source_row"]
+    others = [c for c in good.columns if c not in CANONICAL and c not in ("source_row", FLAG_COLUMN)]
     extra = [c for c in others if pd.api.types.is_numeric_dtype(good[c]) and not pd.api.types.is_bool_dtype(good[c])]
-    return Ingested(good, bad, extra, [c for c in others if c not in extra])
+    return Ingested(good, bad, kept_odd, n, extra, [c for c in others if c not in extra])
 
 
 def ingest(path: Path, mapping: dict[str, str] | None = None, *, exclude: tuple[str, ...] = ()) -> Ingested:

@@ -1,10 +1,13 @@
-"""The numeric screen: a gradient-boosted classifier on the features, its probability-to-level map and threshold.
+"""The numeric screen: a gradient-boosted classifier on the features, its operating threshold, and what was learned
+with it on the training period's validation slice (screen.py): the level calibration and the fusion fit.
 
 Every transaction is scored by this model; the LLM only adjudicates what the cascade selects (pipeline.py).
+`prob_to_level` (fixed edges) is the fallback for a model saved before levels were calibrated.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +49,62 @@ def best_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
 
 @dataclass
 class NumericModel:
-    """A fitted classifier with the feature columns it expects and the operating threshold chosen on training data."""
+    """A fitted classifier with the feature columns it expects and the operating threshold chosen on training data.
+
+    Attributes:
+        calibration: the risk levels fitted on the validation slice (calibration.LevelCalibration), or None.
+        fusion: the fusion fit on the validation slice (risk_fusion.FusionFit), or None (fit without an LLM).
+        reference: each feature's median on the training rows, for `strongest_features`.
+    """
 
     columns: list[str]
     classifier: HistGradientBoostingClassifier
     threshold: float = 0.5
     meta: dict[str, object] = field(default_factory=dict)
+    calibration: object | None = None  # LevelCalibration (object: loaded pickles of older models lack the field)
+    fusion: object | None = None  # FusionFit
+    reference: dict[str, float] = field(default_factory=dict)
+
+    def levels(self, score: np.ndarray) -> np.ndarray:
+        """Risk level 0-5 per score: the calibrated cut points when the model has them, else prob_to_level."""
+        calibration = getattr(self, "calibration", None)
+        return calibration.level(score) if calibration is not None else prob_to_level(score)  # type: ignore[attr-defined]
+
+    def strongest_features(self, features: pd.DataFrame, k: int = 2) -> list[list[str]]:
+        """The `k` features that raise each row's probability most, as "screen:<feature>" reasons.
+
+        Occlusion: each feature in turn is set to its training median (`reference`; the batch median for older
+        models) and the drop in probability is that feature's share of the score. One predict call over
+        (rows x features) copies; used only for the few rows at level 2 or above with no other reason.
+        """
+        if len(features) == 0:
+            return []
+        x = features[self.columns].to_numpy(dtype=float)  # (n, d)
+        ref = np.array([getattr(self, "reference", {}).get(c, np.nan) for c in self.columns])
+        ref = np.where(np.isnan(ref), np.nanmedian(x, axis=0), ref)
+        n, d = x.shape
+        base = self._predict_matrix(x)  # (n,)
+        copies = np.repeat(x[:, None, :], d, axis=1)  # (n, d, d)
+        copies[:, np.arange(d), np.arange(d)] = ref
+        drop = base[:, None] - self._predict_matrix(copies.reshape(n * d, d)).reshape(n, d)  # (n, d)
+        out = []
+        for row in drop:
+            top = [j for j in np.argsort(-row, kind="stable")[:k] if row[j] > 0]
+            out.append([f"screen:{self.columns[j]}" for j in top])
+        return out
+
+    def _predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        with threadpool_limits(limits=_fit_threads()):
+            return self.classifier.predict_proba(x)[:, 1]
+
+    @property
+    def version(self) -> str:
+        """A content hash of the fitted classifier and threshold ("numeric@<12 hex>")."""
+        import io
+
+        buffer = io.BytesIO()
+        joblib.dump((self.columns, self.classifier, self.threshold), buffer)
+        return "numeric@" + hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
 
     @classmethod
     def fit(cls, features: pd.DataFrame, y: np.ndarray, *, seed: int = 0, max_iter: int = 150) -> NumericModel:
@@ -91,15 +144,16 @@ class NumericModel:
         else:
             threshold = 0.5
         classifier = make().fit(x, y)
-        return cls(columns, classifier, threshold, {"n_train": int(len(y)), "positives": int(y.sum())})
+        reference = {c: float(v) for c, v in zip(columns, np.nanmedian(x, axis=0), strict=True)}
+        meta: dict[str, object] = {"n_train": int(len(y)), "positives": int(y.sum())}
+        return cls(columns, classifier, threshold, meta, reference=reference)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         """Fraud probability per row, shape (n,)."""
         missing = [c for c in self.columns if c not in features.columns]
         if missing:
             raise ValidationError(f"features missing for the numeric model: {', '.join(missing)}")
-        with threadpool_limits(limits=_fit_threads()):
-            return self.classifier.predict_proba(features[self.columns].to_numpy(dtype=float))[:, 1]
+        return self._predict_matrix(features[self.columns].to_numpy(dtype=float))
 
     def save(self, path: Path) -> Path:
         """Write atomically (temporary file, then rename)."""

@@ -3,20 +3,25 @@
 Selection (at most `budget` transactions go to the LLM): first an audit sample (a seeded random share of all
 rows, so the LLM is also checked where the numeric model is confident), then the uncertain band nearest the
 threshold first, then high scores above the band, highest first. Each assessment keeps all three variants
-(numeric, LLM, fused) and the fields a review routing policy needs.
+(numeric, LLM, fused), the exact prompt the LLM was sent and the fields a review routing policy needs.
+
+Levels come from the model's calibration (calibration.py) when it has one. Reasons: the LLM's when it answered with
+some, else the rule signals that fired, else — at level 2 or above — the numeric screen's strongest features
+(NumericModel.strongest_features), so no flagged assessment reaches an analyst without one.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from rich.progress import Progress
 
 from domains.finance.features import compute_features, reasons_for, with_features
 from domains.finance.llm import LLM_THRESHOLD, LLMAnswer, RiskLLM, expected_level
-from domains.finance.numeric import NumericModel, prob_to_level
+from domains.finance.numeric import NumericModel
 from domains.finance.parser import parse_risk
 from domains.finance.prompts import ANSWER_PREFIX, build_messages
 from domains.finance.risk_fusion import Band, fuse
@@ -38,7 +43,11 @@ ASSESSMENT_COLUMNS = (
     "risk_level",
     "disagreement",
     "reasons",
+    "prompt",
 )
+EXPLAIN_FROM_LEVEL = 2  # assessments at this level or above always carry reasons
+# progress(done, total): called as LLM answers arrive (the CLI draws a rich bar, the app updates its job row)
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -99,25 +108,31 @@ def prompts_for(
 
 
 def adjudicate(
-    rows: pd.DataFrame, reasons: list[list[str]], llm: RiskLLM, similar: SimilarCases | None, policy: CascadePolicy
+    rows: pd.DataFrame,
+    reasons: list[list[str]],
+    llm: RiskLLM,
+    similar: SimilarCases | None,
+    policy: CascadePolicy,
+    *,
+    progress: Progress | None = None,
+    prompts: list[str] | None = None,
 ) -> list[LLMAnswer]:
-    """LLM answers for `rows` (canonical fields + features), with progress for long batches.
+    """LLM answers for `rows` (canonical fields + features), reporting progress after each batch of answers.
 
     The assistant turn is started with the answer prefix ("Risk level: " / "风险等级:"), which is put back in front of
     the generated text, and the answer is cut at its first line break (a stop sequence): the format is one line.
     The parser stays strict on the result.
     """
     prefix = ANSWER_PREFIX[policy.language]
-    prompts = prompts_for(rows, reasons, llm, similar, policy)
+    prompts = prompts if prompts is not None else prompts_for(rows, reasons, llm, similar, policy)
     answers: list[LLMAnswer] = []
-    step = 16
-    with Progress(transient=True) as progress:
-        task = progress.add_task("LLM adjudication", total=len(prompts))
-        for start in range(0, len(prompts), step):
-            for ans in llm.answer(prompts[start : start + step], max_new_tokens=policy.max_new_tokens):
-                first_line = (ans.text.strip().splitlines() or [""])[0]
-                answers.append(LLMAnswer(prefix + first_line, ans.level_probs))
-            progress.advance(task, len(prompts[start : start + step]))
+    step = 8
+    for start in range(0, len(prompts), step):
+        for ans in llm.answer(prompts[start : start + step], max_new_tokens=policy.max_new_tokens):
+            first_line = (ans.text.strip().splitlines() or [""])[0]
+            answers.append(LLMAnswer(prefix + first_line, ans.level_probs))
+        if progress is not None:
+            progress(len(answers), len(prompts))
     return answers
 
 
@@ -130,6 +145,7 @@ def score_frame(
     policy: CascadePolicy | None = None,
     extra: list[str] | None = None,
     features: pd.DataFrame | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Assess every transaction of `frame` (canonical columns, validated).
 
@@ -141,9 +157,11 @@ def score_frame(
         policy: cascade policy (budget 0: no LLM calls).
         extra: extra numeric feature columns of `frame`.
         features: precomputed features aligned with `frame` (backtests compute them once over the whole history).
+        progress: called with (answers so far, LLM calls planned) during the LLM stage.
 
     Returns:
-        One row per transaction with ASSESSMENT_COLUMNS, in `frame`'s order.
+        One row per transaction with ASSESSMENT_COLUMNS, in `frame`'s order; `attrs` holds "llm_calls" and
+        "llm_seconds" (wall time of the LLM stage).
     """
     policy = policy or CascadePolicy()
     feats = compute_features(frame, extra) if features is None else features
@@ -156,15 +174,22 @@ def score_frame(
     parse_ok = np.full(n, None, dtype=object)
     answer = np.full(n, None, dtype=object)
     llm_reasons = np.full(n, None, dtype=object)
+    prompt = np.full(n, None, dtype=object)
+    seconds = 0.0
     chosen, audit = (np.array([], dtype=int), np.zeros(n, dtype=bool))
     if llm is not None:
         chosen, audit = select_for_llm(prob, band, numeric.threshold, policy)
     if len(chosen):
+        assert llm is not None
         rows = with_features(frame, feats, chosen)
-        answers = adjudicate(rows, [reasons[i] for i in chosen], llm, similar, policy)  # type: ignore[arg-type]
-        for i, ans in zip(chosen, answers, strict=True):
+        why = [reasons[i] for i in chosen]
+        started = time.perf_counter()
+        texts = prompts_for(rows, why, llm, similar, policy)
+        answers = adjudicate(rows, why, llm, similar, policy, progress=progress, prompts=texts)
+        seconds = time.perf_counter() - started
+        for i, ans, text in zip(chosen, answers, texts, strict=True):
             parsed = parse_risk(ans.text)
-            answer[i], parse_ok[i] = ans.text, parsed.ok
+            answer[i], parse_ok[i], prompt[i] = ans.text, parsed.ok, text
             if parsed.ok:
                 assert parsed.level is not None
                 llm_level[i] = parsed.level
@@ -172,9 +197,18 @@ def score_frame(
                 llm_reasons[i] = ",".join(parsed.reasons)
     adjudicated = np.zeros(n, dtype=bool)
     adjudicated[chosen] = True
-    numeric_level = prob_to_level(prob)
+    numeric_level = numeric.levels(prob)
     llm_threshold = llm.threshold if llm is not None else LLM_THRESHOLD
     fused = fuse(prob, llm_score, numeric.threshold, policy.fusion_weight, llm_threshold=llm_threshold)
+    risk_level = numeric.levels(fused)
+    final_reasons = [list(r) for r in reasons]
+    for i in np.flatnonzero(~np.isnan(llm_score)):
+        if llm_reasons[i]:
+            final_reasons[i] = str(llm_reasons[i]).split(",")
+    bare = [i for i in np.flatnonzero(risk_level >= EXPLAIN_FROM_LEVEL) if not final_reasons[i]]
+    if bare:
+        for i, strongest in zip(bare, numeric.strongest_features(feats.iloc[bare]), strict=True):
+            final_reasons[i] = strongest
     out = pd.DataFrame(
         {
             "transaction_id": frame["transaction_id"].astype(str).to_numpy(),
@@ -189,12 +223,14 @@ def score_frame(
             "llm_answer": answer,
             "llm_reasons": llm_reasons,
             "fused_score": fused,
-            "risk_level": prob_to_level(fused),
+            "risk_level": risk_level,
             "disagreement": pd.array(
                 np.where(np.isnan(llm_level), pd.NA, np.abs(np.nan_to_num(llm_level) - numeric_level)), dtype="Int64"
             ),
-            "reasons": [",".join(r) for r in reasons],
+            "reasons": [",".join(r) for r in final_reasons],
+            "prompt": prompt,
         },
         index=frame.index,
     )
+    out.attrs.update({"llm_calls": int(len(chosen)), "llm_seconds": float(seconds)})
     return out

@@ -5,6 +5,7 @@ from pathlib import Path
 from core.plugins import DomainPage, DomainPlugin
 from core.review.policies import load_policy
 from domains.finance.api import make_router
+from domains.finance.bootstrap import bootstrap
 from domains.finance.cli import app
 from domains.finance.data_checks import DATA_CHECKS
 from domains.finance.page import ROLES as PAGE_ROLES
@@ -18,6 +19,7 @@ plugin = DomainPlugin(
     api_routes=make_router,
     review_policies={"default": lambda **overrides: load_policy(POLICY_FILE, overrides=overrides)},
     tables=("domains.finance.tables",),
+    bootstrap=bootstrap,
     pages=(DomainPage(title="Risk scoring", url_path="finance", roles=PAGE_ROLES, render=render_page),),
     data=DATA_CHECKS,
 )

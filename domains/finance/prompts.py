@@ -67,6 +67,12 @@ def summarise(row: dict[str, object], reasons: list[str], *, language: str = "en
         except (TypeError, ValueError):
             return "n/a"
 
+    def yes_no(key: str) -> str:
+        value = row.get(key)
+        if value is None or value != value:  # noqa: PLR0124  (NaN: ingest marked the field unknown)
+            return "unknown"
+        return "yes" if value else "no"
+
     gap = num("interval_s", "{:.6f}")
     gap_text = "first transaction" if gap in ("n/a", "nan") else f"{float(gap) / 60:.1f} min"
     # Compact on purpose: prompt length is most of the cost of LLM scoring and fine-tuning on a CPU.
@@ -77,8 +83,8 @@ def summarise(row: dict[str, object], reasons: list[str], *, language: str = "en
         f"from usual location: {num('dist_home_km', '{:.0f}')} km at {num('speed_kmh', '{:.0f}')} km/h",
         f"local hour {num('local_hour', '{:.0f}')}; last 1h/24h: {num('count_1h', '{:.0f}')}/"
         f"{num('count_24h', '{:.0f}')}; small in 1h: {num('small_count_1h', '{:.0f}')}",
-        f"new merchant: {'yes' if row.get('new_merchant') else 'no'}; new device: "
-        f"{'yes' if row.get('new_device') else 'no'}; channel: {row.get('channel') or 'n/a'}",
+        f"new merchant: {yes_no('new_merchant')}; new device: {yes_no('new_device')}; "
+        f"channel: {row.get('channel') or 'n/a'}",
         f"rule signals: {', '.join(reasons) or 'none'}",
     ]
     if language == "zh":

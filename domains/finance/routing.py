@@ -4,6 +4,10 @@ Every assessment the LLM adjudicated is a model output, and every assessment at 
 threshold needs an analyst whoever produced it: each such row is recorded as a ModelOutput (PII-masked by
 core.review) and routed by domains/finance/review_policy.yaml — unparseable answers and high risk to the analyst
 queue, numeric/LLM disagreement too, and a sample of low-risk outputs to compliance.
+
+The recorded output carries the exact prompt the LLM was sent (none when only the numeric screen spoke), the
+registered LLM version (model name, version and precision of the registry entry) and, in its parsed fields, the
+numeric model and calibration versions and the level's promised fraud-rate band.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from core.db.tables import User
 from core.review.policies import Policy, domain_policy
 from core.review.queue import record_output, route_output
 from domains.finance.parser import parse_risk
-from domains.finance.prompts import build_messages
 from domains.finance.store import opt
+from domains.finance.versions import Versions
 
 INPUT_FIELDS = ("transaction_id", "account_id", "timestamp", "amount", "currency", "merchant_id", "channel", "country")
 
@@ -29,21 +33,24 @@ def route_assessments(
     user: User,
     scored: pd.DataFrame,
     rows: pd.DataFrame,
-    model_name: str,
+    versions: Versions,
     policy: Policy | None = None,
+    bands: list[tuple[float, float]] | None = None,
 ) -> dict[str, int]:
     """Record and route the assessments that need a person; returns counts {"recorded", "queued"}.
 
     Args:
         scored: assessments (pipeline.ASSESSMENT_COLUMNS).
         rows: the same transactions with canonical fields and features, aligned with `scored`.
-        model_name: the model version string stored with the assessments.
+        versions: what produced the assessments.
         policy: the finance routing policy (default: the plugin's `default`).
+        bands: the promised fraud-rate band (low, high) per level, when the levels are calibrated.
     """
     policy = policy or domain_policy("finance")
     threshold = int(policy.params.get("risk_threshold", 3))
     need = (scored["adjudicated"].to_numpy(dtype=bool)) | (scored["risk_level"].to_numpy() >= threshold)
     recorded = queued = 0
+    registered = versions.llm_registered
     for pos in need.nonzero()[0]:
         rec = scored.iloc[pos]
         row = rows.iloc[pos].to_dict()
@@ -53,11 +60,11 @@ def route_assessments(
         reasons = [r for r in str(rec["reasons"]).split(",") if r]
         if answer is not None:
             parsed_answer = parse_risk(str(answer))  # again, for its error text: the pipeline keeps only parse_ok
-            messages = build_messages(row, reasons)
-            system, prompt = messages[0]["content"], messages[-1]["content"]
+            prompt = str(opt(rec.get("prompt")) or "")  # the exact text the LLM was sent
         else:
-            parsed_answer, system, prompt = None, "", ""
+            parsed_answer, prompt = None, ""
             answer = f"numeric risk level {int(rec['numeric_level'])} (score {float(rec['numeric_score']):.4f})"
+        level = int(rec["risk_level"])
         parsed = None
         if parsed_answer is None or parsed_answer.ok:
             parsed = {
@@ -67,17 +74,22 @@ def route_assessments(
                 "llm_level": None if opt(rec["llm_level"]) is None else int(rec["llm_level"]),
                 "reasons": reasons,
                 "transaction_id": str(rec["transaction_id"]),
+                "numeric_version": versions.numeric,
+                "llm_version": versions.llm if answer is not None and opt(rec["llm_answer"]) is not None else None,
+                "calibration_version": versions.calibration,
+                "band": list(bands[level]) if bands else None,
             }
         output = record_output(
             session,
             user=user,
             domain="finance",
             input_text=input_text,
-            system_prompt=system,
             prompt=prompt,
             raw_output=str(answer),
             parsed=parsed,
-            model_name=model_name,
+            model_name=(registered.name if registered is not None and prompt else versions.label())[:100],
+            model_version=registered.version if registered is not None and prompt else None,
+            precision=registered.precision if registered is not None and prompt else "",
             parse_error="" if parsed is not None else parsed_answer.error if parsed_answer else "",
         )
         recorded += 1

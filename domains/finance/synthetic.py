@@ -55,6 +55,7 @@ SCHEME_DESCRIPTIONS = {
     "merchant_collusion": ["gift card bulk purchase", "electronics resale voucher", "online order"],
     "new_scheme": ["subscription renewal", "recurring membership fee", "online order"],
 }
+MCCS = np.array(["5411", "5812", "5814", "5541", "5912", "5999", "4111", "4900", "5732", "6011"])
 COLLUDING_MERCHANTS = np.array([9_000_001, 9_000_002, 9_000_003])
 
 
@@ -81,6 +82,7 @@ def _frame(
             "amount": np.round(amount, 2),
             "currency": pd.Series(country).map(CURRENCY_BY_COUNTRY).to_numpy(),
             "merchant_id": np.char.add("M", merchant.astype(str)),
+            "mcc": MCCS[merchant % len(MCCS)],  # a merchant's category follows from its id (no random draw)
             "channel": channel,
             "country": country,
             "region": CITIES[city, 3].astype(str),

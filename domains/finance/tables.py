@@ -16,7 +16,9 @@ class Assessment(Base):
 
     `risk_level` is the fused level; `llm_level` is None where the LLM did not adjudicate or its answer failed to
     parse (`parse_ok` False routes to review); `llm_score` is its expected level / 5, the value fusion uses;
-    `disagreement` = |llm_level - numeric_level|.
+    `disagreement` = |llm_level - numeric_level|. `prompt` is the exact text sent to the LLM (template, examples,
+    language), None where it was not called; `numeric_version`, `llm_version` and `calibration_version` say what
+    produced the row (versions.Versions), `odd_fields` which optional fields ingest flagged.
     """
 
     __tablename__ = "finance_assessments"
@@ -37,6 +39,11 @@ class Assessment(Base):
     llm_score: Mapped[float | None]
     parse_ok: Mapped[bool | None]
     llm_answer: Mapped[str | None] = mapped_column(Text)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    numeric_version: Mapped[str | None] = mapped_column(String(40))
+    llm_version: Mapped[str | None] = mapped_column(String(200))
+    calibration_version: Mapped[str | None] = mapped_column(String(40))
+    odd_fields: Mapped[list[Any]] = mapped_column(default=list)
     fused_score: Mapped[float]
     risk_level: Mapped[int]
     disagreement: Mapped[int | None]

@@ -44,7 +44,10 @@ def test_synth_backtest_fit_score_store_make_training(tmp_path: Path, env: dict[
     )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"numeric", "llm", "fused", "n_train", "n_test", "llm_scored"}
+    assert {"numeric", "llm", "fused", "n_train", "n_test", "llm_scored", "rows", "levels", "fusion"} <= set(metrics)
+    assert metrics["rows"] == {"input": len(frame), "scored": len(frame), "rejected": 0, "flagged": 0}
+    assert [lv["level"] for lv in metrics["levels"]] == list(range(6))
+    assert set(metrics["fusion"]) == {"weight", "llm_used", "reason"}
     assert all(set(metrics[v]) == KEYS for v in ("numeric", "llm", "fused"))
     assert metrics["n_train"] + metrics["n_test"] == len(frame)
     assert metrics["n_train"] == round(0.7 * len(frame))

@@ -13,9 +13,9 @@ from core.db.engine import get_engine, session_scope
 from core.db.migrate import upgrade
 from core.db.tables import User
 from core.review.tables import ReviewItem
-from domains.finance.cli import default_numeric_path
 from domains.finance.features import compute_features
 from domains.finance.numeric import NumericModel
+from domains.finance.service import default_numeric_path
 from domains.finance.synthetic import generate
 from domains.finance.tables import Assessment
 
@@ -58,9 +58,10 @@ def test_map_score_store_and_route(analyst: tuple[SignedIn, Path]) -> None:
     at.selectbox(key="finance_map_amount").select("amt")
     at.button[0].click().run()  # the form's submit button
     assert not at.exception, at.exception
-    assert "1 bad row(s) not scored" in at.warning[0].value
+    assert "1 unscorable row(s) rejected" in at.warning[0].value
     assert at.dataframe[0].value.to_dict("records") == [{"row": 3, "reason": "negative amount"}]
-    scored = at.dataframe[1].value
+    assert at.dataframe[1].value["level"].tolist() == list(range(6))  # per level: count and promised band
+    scored = at.dataframe[2].value
     assert len(scored) == 39 and scored["risk_level"].between(0, 5).all()
     at.button(key="finance_store").click().run()
     assert not at.exception and "queued for review" in at.info[0].value

@@ -201,11 +201,15 @@ def test_backtest_finetune_trains_on_the_early_part_only(tiny_model_dir: Path, t
         finetune_dir=tmp_path,
         finetune_records=16,
         finetune_overrides=[f"model.base={tiny_model_dir}", *QUICK],
+        test_budget=3,  # the tiny adapter shows no gain on the validation slice: forced on the test part
     )
     assert int(result.scored["adjudicated"].sum()) == 3
+    assert result.metrics["fusion"]["llm_used"] is False and result.metrics["llm_cost"]["forced"] is True
     records = [json.loads(line)["meta"] for line in (tmp_path / "training.jsonl").read_text().splitlines()]
     order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
-    early = set(frame["transaction_id"].to_numpy()[order[: round(0.7 * len(frame))]])
+    train = order[: round(0.7 * len(frame))]
+    # the adapter trains before the validation slice (the latest quarter of the training part) only
+    early = set(frame["transaction_id"].to_numpy()[train][: round(0.75 * len(train))])
     assert records and {r["transaction_id"] for r in records} <= early
     feats = compute_features(frame)
     assert len(reasons_for(feats)) == len(frame)

@@ -38,15 +38,16 @@ def test_good_and_bad_rows(tmp_path: Path, suffix: str) -> None:
         (3, "unparseable timestamp"),
         (4, "negative amount"),
         (5, "missing required account_id"),
-        (6, "unknown currency"),
     ]
     good = result.frame
-    assert good["source_row"].tolist() == [1, 2, 7]
-    assert good["account_id"].tolist() == ["a1", "a1", "a5"]
-    assert good["currency"].tolist()[:2] == ["USD", "EUR"]
+    assert good["source_row"].tolist() == [1, 2, 6, 7]  # row 6's unknown currency is flagged, not rejected
+    assert good["account_id"].tolist() == ["a1", "a1", "a4", "a5"]
+    assert good["currency"].tolist()[:3] == ["USD", "EUR", "XYZ"]
+    assert good["odd_fields"].tolist() == ["", "", "unknown_currency", ""]
+    assert [o.message() for o in result.odd] == ["1 row with an unknown currency code, scored; examples: row 6 'XYZ'"]
     assert good["timestamp"].iloc[1] == pd.Timestamp("2026-01-01 11:00")
     assert result.extra_features == ["risk_score_ext"] and result.passthrough == ["note"]
-    assert good["transaction_id"].tolist() == ["row1", "row2", "row7"]
+    assert good["transaction_id"].tolist() == ["row1", "row2", "row6", "row7"]
 
 
 def test_bad_mappings_are_one_clear_error(tmp_path: Path) -> None:
@@ -67,3 +68,27 @@ def test_unknown_format(tmp_path: Path) -> None:
     path.write_text("x")
     with pytest.raises(ValidationError, match="unknown format"):
         ingest(path, {})
+
+
+def test_odd_optional_fields_are_kept_flagged_and_counted() -> None:
+    from domains.finance.ingest import validate
+
+    raw = pd.DataFrame(
+        {
+            "account_id": ["a"] * 8,
+            "timestamp": ["2026-01-01"] * 8,
+            "amount": [1, 2, 3, 4, 5, 6, 7, 8],
+            "currency": ["DEM", "frf", "VEF", "HRK", "XQQ", "USD", "ABC", None],  # withdrawn ISO 4217 codes are known
+            "country": ["DD", "YU", "DE", "276", "76", "ZZ", "QQQ", None],  # ISO 3166-3 and numeric codes too
+            "mcc": [5411, 5411.0, None, "0742", "54", "abcd", 6011, 1234],
+            "lat": [10, 91, "x", None, 0, 0, 0, 0],
+        }
+    )
+    result = validate(raw)
+    assert not result.bad and len(result.frame) == 8 and result.n_input == 8
+    by = {o.problem: o for o in result.odd}
+    assert by["an unknown currency code"].count == 2
+    assert by["an unknown currency code"].examples == [(5, "XQQ"), (7, "ABC")]
+    assert by["an unknown country code"].count == 2 and by["an unknown merchant category code"].count == 2
+    assert by["an invalid lat (location unknown)"].count == 2 and result.frame["lat"].isna().sum() == 3
+    assert result.frame["odd_fields"].iloc[5] == "unknown_country,unknown_mcc"
