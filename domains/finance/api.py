@@ -81,9 +81,13 @@ def make_router(numeric_model: Path | None = None, llm: Any = None) -> APIRouter
                 if not request.user:
                     raise HTTPException(422, "store: true needs `user`, the analyst the outputs are recorded as")
                 from core.auth.users import get_user
-                from core.db.engine import get_engine, session_scope
+                from core.db.engine import session_scope
+                from core.errors import DatabaseError
 
-                with session_scope(get_engine()) as session:
+                engine = getattr(getattr(http.app.state, "serving", None), "engine", None)
+                if engine is None:
+                    raise DatabaseError("store: true needs the server's database; none is configured")
+                with session_scope(engine) as session:
                     user = get_user(session, request.user)
                     result = score_batch(session, user=user, **args)
                     stored = store_and_route(session, user=user, result=result)

@@ -21,7 +21,11 @@ class DraftRequest(BaseModel):
     """Studies of one hospital: each with `text` (a whole report) or section fields (indication, findings, ...)."""
 
     studies: list[dict[str, Any]] = Field(..., min_length=1, max_length=256, description="Study objects.")
-    hospital: str = Field(..., description="The hospital: its adapter and its prior reports are used.")
+    hospital: str = Field(
+        ...,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$",
+        description="The hospital: its adapter and its prior reports are used.",
+    )
     model: str | None = Field(None, description="Served model version (default medical-<hospital>).")
     mapping: dict[str, str] = Field(default_factory=dict, description="Canonical field -> key in the objects.")
     k_similar: int = Field(0, ge=0, le=8, description="Similar prior reports per prompt (when indexed).")
