@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import FinmedError
 from domains.finance.ingest import CANONICAL
@@ -21,8 +21,17 @@ from domains.finance.ingest import CANONICAL
 CanonicalField = Literal[CANONICAL]  # type: ignore[valid-type]  # so the OpenAPI document lists the names
 
 
+# store: true needs the user the outputs are recorded as; said in the schema so clients (and fuzzers) know it.
+_STORE_NEEDS_USER = {
+    "if": {"properties": {"store": {"const": True}}, "required": ["store"]},
+    "then": {"properties": {"user": {"type": "string", "minLength": 1}}, "required": ["user"]},
+}
+
+
 class ScoreRequest(BaseModel):
     """A batch of transactions with canonical field names (or `mapping` from canonical field to the given key)."""
+
+    model_config = ConfigDict(json_schema_extra=_STORE_NEEDS_USER)
 
     transactions: list[dict[str, Any]] = Field(..., min_length=1, description="Transaction objects.")
     mapping: dict[CanonicalField, str] = Field(default_factory=dict, description="Canonical field -> given key.")
@@ -31,7 +40,9 @@ class ScoreRequest(BaseModel):
     )
     model: str | None = Field(None, description="Served model that adjudicates (needed when the LLM runs).")
     store: bool = Field(False, description="Store the assessments and route those needing a person to review.")
-    user: str | None = Field(None, description="With store: the analyst or engineer the outputs are recorded as.")
+    user: str | None = Field(
+        None, min_length=1, description="With store: the analyst or engineer the outputs are recorded as."
+    )
 
 
 def served_llm_factory(http: Request, name: str | None, cache: dict[str, Any]) -> Any:
@@ -81,12 +92,10 @@ def make_router(numeric_model: Path | None = None, llm: Any = None) -> APIRouter
                 if not request.user:
                     raise HTTPException(422, "store: true needs `user`, the analyst the outputs are recorded as")
                 from core.auth.users import get_user
-                from core.db.engine import session_scope
-                from core.errors import DatabaseError
+                from core.db.engine import get_engine, session_scope
 
-                engine = getattr(getattr(http.app.state, "serving", None), "engine", None)
-                if engine is None:
-                    raise DatabaseError("store: true needs the server's database; none is configured")
+                # the model server's own database; a router mounted on its own uses the configured one
+                engine = getattr(getattr(http.app.state, "serving", None), "engine", None) or get_engine()
                 with session_scope(engine) as session:
                     user = get_user(session, request.user)
                     result = score_batch(session, user=user, **args)

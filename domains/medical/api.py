@@ -9,16 +9,32 @@ unless `model` names another. With `store`, drafts are stored and routed to the 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import FinmedError
+from domains.medical.ingest import CANONICAL
+
+CanonicalField = Literal[CANONICAL]  # type: ignore[valid-type]  # so the OpenAPI document lists the names
+
+
+# store: true needs the user the drafts are recorded as; said in the schema so clients (and fuzzers) know it.
+_STORE_NEEDS_USER = {
+    "if": {"properties": {"store": {"const": True}}, "required": ["store"]},
+    "then": {"properties": {"as_user": {"type": "string", "minLength": 1}}, "required": ["as_user"]},
+}
 
 
 class DraftRequest(BaseModel):
-    """Studies of one hospital: each with `text` (a whole report) or section fields (indication, findings, ...)."""
+    """Studies of one hospital: each with `text` (a whole report) or section fields (indication, findings, ...).
+
+    A study that cannot be drafted (no text and no section, or no findings) is answered in `bad_rows` with its
+    reason; the others are drafted.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_STORE_NEEDS_USER)
 
     studies: list[dict[str, Any]] = Field(..., min_length=1, max_length=256, description="Study objects.")
     hospital: str = Field(
@@ -27,10 +43,12 @@ class DraftRequest(BaseModel):
         description="The hospital: its adapter and its prior reports are used.",
     )
     model: str | None = Field(None, description="Served model version (default medical-<hospital>).")
-    mapping: dict[str, str] = Field(default_factory=dict, description="Canonical field -> key in the objects.")
+    mapping: dict[CanonicalField, str] = Field(
+        default_factory=dict, description="Canonical field -> key in the objects."
+    )
     k_similar: int = Field(0, ge=0, le=8, description="Similar prior reports per prompt (when indexed).")
     store: bool = Field(False, description="Store drafts and route them to the radiologist worklist.")
-    as_user: str | None = Field(None, description="With store: the user drafts are recorded as.")
+    as_user: str | None = Field(None, min_length=1, description="With store: the user drafts are recorded as.")
 
 
 def make_router() -> APIRouter:
@@ -42,27 +60,21 @@ def make_router() -> APIRouter:
         from core.settings import get_settings
         from domains.medical import pipeline
         from domains.medical.drafting import ServedEngine, adraft
-        from domains.medical.ingest import CANONICAL, report_from_row
 
         state = http.app.state.serving
         try:
             hospital = pipeline.check_hospital(request.hospital)
-            unknown = [name for name in request.mapping if name not in CANONICAL]
-            if unknown:
-                raise HTTPException(422, f"mapping: unknown field(s) {', '.join(unknown)}")
             if request.store and not request.as_user:
                 raise HTTPException(422, "store needs as_user: the user the drafts are recorded as")
-            reports = [report_from_row(s, request.mapping, where=f"studies[{i}]", hospital=hospital)
-                       for i, s in enumerate(request.studies)]  # fmt: skip
-            missing = [r.report_id for r in reports if not r.draftable]
-            if missing:
-                raise HTTPException(422, f"studies without findings: {', '.join(missing[:10])}")
+            reports, bad_rows = _draftable(request, hospital)
             name = request.model or pipeline.model_name(hospital)
             engine = ServedEngine(state, name)
-            similar = await asyncio.to_thread(pipeline.priors_for, hospital, get_settings(), request.k_similar)
-            priors = [similar.similar(r, request.k_similar) if similar else [] for r in reports]
-            drafts = await adraft(engine, reports, priors, concurrency=8)
-            stored = await asyncio.to_thread(_store, state, request, drafts, name) if request.store else None
+            drafts: list[Any] = []
+            if reports:
+                similar = await asyncio.to_thread(pipeline.priors_for, hospital, get_settings(), request.k_similar)
+                priors = [similar.similar(r, request.k_similar) if similar else [] for r in reports]
+                drafts = await adraft(engine, reports, priors, concurrency=8)
+            stored = await asyncio.to_thread(_store, state, request, drafts, name) if request.store and drafts else None
         except FinmedError as exc:
             raise HTTPException(exc.http_status, str(exc)) from None
         return {
@@ -78,9 +90,31 @@ def make_router() -> APIRouter:
                 }
                 for i, d in enumerate(drafts)
             ],  # fmt: skip
+            "bad_rows": bad_rows,
         }
 
     return router
+
+
+def _draftable(request: DraftRequest, hospital: str) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The studies that can be drafted, and each other one as {row, study, reason} (none is dropped silently)."""
+    from domains.medical.ingest import report_from_row
+
+    reports, bad = [], []
+    for i, study in enumerate(request.studies):
+        where = f"studies[{i}]"
+        try:
+            report = report_from_row(study, request.mapping, where=where, hospital=hospital)
+        except FinmedError as exc:
+            bad.append({"row": i, "study": None, "reason": str(exc)})
+            continue
+        if not report.draftable:
+            bad.append(
+                {"row": i, "study": report.report_id, "reason": f"{where}: the study has no findings to draft from"}
+            )
+        else:
+            reports.append(report)
+    return reports, bad
 
 
 def _store(state: Any, request: DraftRequest, drafts: list[Any], name: str) -> list[int]:

@@ -3,8 +3,7 @@
 Tier 2 labels the findings section and the impression with the medical finding labeler
 (domains/medical/labeler.py, `label_report(text) -> {finding: "present"|"uncertain"|"absent"}`, not-mentioned
 findings left out) and fails an impression that asserts a finding the findings section negates or never mentions.
-The labeler is imported when the check first runs; where it is not installed the check keeps every record and
-flags it `medical_tier2_unavailable`, so a report never shows an unchecked tier as passed.
+The labeler (and its medspaCy pipeline) is imported when the check first runs, not when the filter loads.
 
 Tier 3 resolves the record's medical words and codes against vocabularies that ship in packages: every word that
 looks like a medical term (a clinical stem or suffix) must occur in the radiology-semantic-dict findings, concepts
@@ -21,13 +20,11 @@ from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from core.data.checks import DataChecks, Problem, TermGroup, TextSpan
 from core.data.records import Record
 
 REASON_CODES = {
-    "medical_tier2_unavailable": "the medical finding labeler is not installed here: tier 2 did not check the record",
     "findings_missing": "no findings section (FINDINGS: ... or meta.findings) to check the impression against",
     "impression_contradicts_findings": "the impression asserts a finding that the findings section negates",
     "impression_unsupported": "the impression asserts a finding that the findings section never mentions",
@@ -59,20 +56,10 @@ def findings_text(record: Record) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _labeler() -> Any | None:
-    try:
-        from domains.medical import labeler
-    except ImportError:
-        return None
-    return labeler
-
-
 def check_impression(record: Record) -> Iterator[Problem]:
     """Tier 2: the impression asserts nothing the findings negate or never mention (see the module docstring)."""
-    labeler = _labeler()
-    if labeler is None:
-        yield Problem("medical_tier2_unavailable", "domains.medical.labeler is not importable", drop=False)
-        return
+    from domains.medical import labeler
+
     findings = findings_text(record)
     if findings is None:
         yield Problem("findings_missing", "no FINDINGS section in the prompt and no meta.findings", drop=False)

@@ -25,11 +25,11 @@ def _torch_perplexity(run_dir: Path, eval_path: Path, tmp_path: Path) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.finetune.load import merge_for_export
+    from core.quantize.merge import merge_run
     from core.quantize.calib import read_chat_records
     from core.quantize.report import MAX_PPL_TOKENS
 
-    merged = merge_for_export(run_dir, tmp_path / "merged")
+    merged = merge_run(run_dir, tmp_path / "merged").path
     tokenizer = AutoTokenizer.from_pretrained(str(merged))
     model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32).eval()
     nll, count = 0.0, 0

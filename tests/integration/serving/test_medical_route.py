@@ -19,8 +19,12 @@ def test_medical_draft_through_the_served_model(server) -> None:  # type: ignore
     assert all(d["latency_ms"] > 0 and isinstance(d["labels"], dict) and d["draft_id"] is None for d in drafts)
     missing = httpx.post(url, json={**body, "model": None}, headers=server.headers, timeout=60)
     assert missing.status_code == 404 and "medical-northgate" in missing.json()["error"]["message"]
-    bad = {**body, "studies": [{"report_id": "x", "impression": "only"}]}
-    refused = httpx.post(url, json=bad, headers=server.headers, timeout=60)
-    assert refused.status_code == 422 and "without findings" in refused.json()["error"]["message"]
+    bad = {**body, "studies": [{"report_id": "x", "impression": "only"}, {}, studies[0]]}
+    mixed = httpx.post(url, json=bad, headers=server.headers, timeout=120)
+    assert mixed.status_code == 200, mixed.text
+    assert [d["study"] for d in mixed.json()["drafts"]] == [studies[0]["report_id"]]  # the good one is drafted
+    rejected = mixed.json()["bad_rows"]
+    assert [(b["row"], b["study"]) for b in rejected] == [(0, "x"), (1, None)]
+    assert "no findings" in rejected[0]["reason"] and "neither `text` nor any section" in rejected[1]["reason"]
     unnamed = httpx.post(url, json={**body, "store": True}, headers=server.headers, timeout=60)
     assert unnamed.status_code == 422 and "as_user" in unnamed.json()["error"]["message"]

@@ -81,5 +81,6 @@ def test_relative_score_fusion_matches_weaviate_semantics() -> None:
     # a: 0.5 * 1 (best vector) + 0; c: 0 (worst vector) + 0.5 * 1 (lone keyword hit); b: 0.5 * 0.5. A tie keeps
     # vector hits first, so a comes before c.
     assert [(h.id, h.score) for h in fused] == [("a", 0.5), ("c", 0.5)]
-    assert [(h.id, h.score) for h in relative_score_fusion(vector, keyword, alpha=0.5, limit=3)][2] == ("b", 0.25)
+    third = relative_score_fusion(vector, keyword, alpha=0.5, limit=3)[2]
+    assert third.id == "b" and third.score == pytest.approx(0.25, abs=1e-12)
     assert relative_score_fusion([], [], alpha=0.5, limit=5) == []
