@@ -71,6 +71,15 @@ WITH_BODY = (400, 422)
 GENERATION = (404, 429, 504)  # routes that run a named model: unknown model, full queue, generation timeout
 
 
+def required_when_true(flag: str, field: str) -> dict[str, Any]:
+    """JSON schema (for a request model's `json_schema_extra`): when boolean `flag` is true, `field` is a non-empty
+    string. Documents a rule the route still checks at run time, so clients and fuzzers know it."""
+    return {
+        "if": {"properties": {flag: {"const": True}}, "required": [flag]},
+        "then": {"properties": {field: {"type": "string", "minLength": 1}}, "required": [field]},
+    }
+
+
 def error_response(status: int) -> dict[str, Any]:
     """The OpenAPI response object of one error status (error schema; `Retry-After`/`Allow` where sent)."""
     entry: dict[str, Any] = {

@@ -16,22 +16,16 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import FinmedError
+from core.serving.openapi_errors import required_when_true
 from domains.finance.ingest import CANONICAL
 
 CanonicalField = Literal[CANONICAL]  # type: ignore[valid-type]  # so the OpenAPI document lists the names
 
 
-# store: true needs the user the outputs are recorded as; said in the schema so clients (and fuzzers) know it.
-_STORE_NEEDS_USER = {
-    "if": {"properties": {"store": {"const": True}}, "required": ["store"]},
-    "then": {"properties": {"user": {"type": "string", "minLength": 1}}, "required": ["user"]},
-}
-
-
 class ScoreRequest(BaseModel):
     """A batch of transactions with canonical field names (or `mapping` from canonical field to the given key)."""
 
-    model_config = ConfigDict(json_schema_extra=_STORE_NEEDS_USER)
+    model_config = ConfigDict(json_schema_extra=required_when_true("store", "user"))
 
     transactions: list[dict[str, Any]] = Field(..., min_length=1, description="Transaction objects.")
     mapping: dict[CanonicalField, str] = Field(default_factory=dict, description="Canonical field -> given key.")

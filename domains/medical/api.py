@@ -15,16 +15,10 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import FinmedError
+from core.serving.openapi_errors import required_when_true
 from domains.medical.ingest import CANONICAL
 
 CanonicalField = Literal[CANONICAL]  # type: ignore[valid-type]  # so the OpenAPI document lists the names
-
-
-# store: true needs the user the drafts are recorded as; said in the schema so clients (and fuzzers) know it.
-_STORE_NEEDS_USER = {
-    "if": {"properties": {"store": {"const": True}}, "required": ["store"]},
-    "then": {"properties": {"as_user": {"type": "string", "minLength": 1}}, "required": ["as_user"]},
-}
 
 
 class DraftRequest(BaseModel):
@@ -34,7 +28,7 @@ class DraftRequest(BaseModel):
     reason; the others are drafted.
     """
 
-    model_config = ConfigDict(json_schema_extra=_STORE_NEEDS_USER)
+    model_config = ConfigDict(json_schema_extra=required_when_true("store", "as_user"))
 
     studies: list[dict[str, Any]] = Field(..., min_length=1, max_length=256, description="Study objects.")
     hospital: str = Field(

@@ -25,8 +25,8 @@ def _torch_perplexity(run_dir: Path, eval_path: Path, tmp_path: Path) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.quantize.merge import merge_run
     from core.quantize.calib import read_chat_records
+    from core.quantize.merge import merge_run
     from core.quantize.report import MAX_PPL_TOKENS
 
     merged = merge_run(run_dir, tmp_path / "merged").path

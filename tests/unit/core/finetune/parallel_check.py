@@ -57,7 +57,8 @@ def main(model_dir: str) -> int:
         for n, p in pipe.owned([(n, p) for n, p in staged.named_parameters() if p.requires_grad])
     )
     loss_diff = abs(loss_got - float(loss_want))
-    print(f"rank {tp_world.rank}: tp logits max diff {tp_diff:.2e}; pp loss diff {loss_diff:.2e}; grad {grad_diff:.2e}", flush=True)
+    report = f"tp logits max diff {tp_diff:.2e}; pp loss diff {loss_diff:.2e}; grad {grad_diff:.2e}"
+    print(f"rank {tp_world.rank}: {report}", flush=True)
     ok = tp_diff < 1e-5 and loss_diff < 1e-5 and grad_diff < 1e-5
     tp_world.close()
     return 0 if ok else 1
