@@ -127,11 +127,10 @@ def _cal(numeric: Any) -> str | None:
 def _train_export_register(
     ctx: BootstrapContext, session: Any, actor: Any, history: Any, labels: Any, feats: Any, home: Path
 ) -> ModelVersion:
-    """Train the finance LoRA adapter, export it at int8 and register it; returns the registered version."""
+    """Train the finance LoRA adapter, export and measure it (int8, else fp32) and register it; returns the version."""
+    from core.models.measured import export_measured
     from core.models.registry import register_version
-    from core.quantize.export import export_model
-    from core.quantize.precisions import ExportOptions
-    from domains.finance.training import train_adapter
+    from domains.finance.training import train_adapter, write_jsonl
 
     profile = "quick profile" if ctx.tiny else "default profile"
     ctx.progress(f"finance: training the finance adapter ({profile})")
@@ -145,15 +144,34 @@ def _train_export_register(
         overrides=overrides,
         show_progress=False,
     )
-    ctx.progress("finance: exporting the adapter merged into its base at int8")
-    exported = export_model(options=ExportOptions("int8"), out_dir=home / "export-int8", run_dir=run, overwrite=True)
+    ctx.progress("finance: exporting the adapter at int8 beside fp32 and measuring both on held-out transactions")
+    measured = export_measured(
+        eval_path=write_jsonl(_held_out_records(ctx.tiny), home / "eval.jsonl"),
+        out_dir=home / "export",
+        precision="int8",
+        run_dir=run,
+    )
+    ctx.progress(f"finance: {measured.note}")
     return register_version(
         session,
         user=actor,
         name=LLM_NAME,
-        base_model=exported.base_model,
-        method=exported.method,
-        precision="int8",
-        path=exported.path,
-        metrics={"source_run": str(run), "size_mb": exported.size_mb},
+        base_model=measured.base_model,
+        method=measured.method,
+        precision=measured.precision,
+        path=measured.path,
+        metrics={"source_run": str(run), **measured.metrics, "export_note": measured.note},
     )
+
+
+def _held_out_records(tiny: bool) -> list[dict[str, object]]:
+    """Chat records of synthetic transactions outside the training history (another seed), frauds included."""
+    from domains.finance.features import compute_features, reasons_for
+    from domains.finance.synthetic import generate
+    from domains.finance.training import select_rows, training_records
+
+    held = generate(40 if tiny else 200, seed=2, days=10, fraud_rate=0.3)
+    labels = held["is_fraud"].to_numpy()
+    feats = compute_features(held)
+    rows = select_rows(labels, reasons_for(feats), 4 if tiny else 16)
+    return training_records(held, labels, rows=rows, features=feats)

@@ -4,7 +4,9 @@ install, skipping whatever is already done.
 1. Synthetic reports of one demo hospital (DATA_DIR/medical/demo/), unless present.
 2. If the hospital has no registered model version: stage 1 (unless its base folder exists), registered as
    `medical-stage1`, then the hospital's stage-2 adapter, registered as `medical-<hospital>`; both exported at
-   exports.RECOMMENDED_PRECISION. The quick profile (`tiny`) trains a few steps on a few records.
+   exports.RECOMMENDED_PRECISION beside fp32 and registered with their measured drop (fp32 when the recommended
+   precision fails the accuracy gate), so the model server serves them. The quick profile (`tiny`) trains a few
+   steps on a few records.
 3. The hospital's prior reports indexed in the vector store (idempotent: stable ids).
 4. Demo studies drafted through ServingState.generate, stored and routed to the radiologist worklist, unless
    drafts for them exist.
@@ -53,15 +55,20 @@ def bootstrap(ctx: BootstrapContext) -> dict[str, Any]:
             train_stage1(base_folder.parent, base=ctx.base_model, overrides=overrides,
                          per_source=20 if ctx.tiny else 400, show_progress=False)  # fmt: skip
         if pipeline.STAGE1_NAME not in have:
+            say("medical: exporting stage 1 and measuring it against fp32")
             with session_scope(ctx.engine) as session:
-                pipeline.register_stage1(session, user=get_user(session, ctx.actor), data_dir=ctx.data_dir,
-                                         base_folder=base_folder)  # fmt: skip
+                version = pipeline.register_stage1(session, user=get_user(session, ctx.actor),
+                                                   data_dir=ctx.data_dir, base_folder=base_folder)  # fmt: skip
+                say(f"medical: {version.name} v{version.version}: {version.metrics['export_note']}")
         say(f"medical: training the {HOSPITAL} stage-2 adapter")
         run = train_stage2(reports, root / "runs", hospital=HOSPITAL, base=str(base_folder), overrides=overrides,
                            show_progress=False)  # fmt: skip
+        say(f"medical: exporting the {HOSPITAL} adapter and measuring it against fp32")
         with session_scope(ctx.engine) as session:
-            pipeline.register_hospital(session, user=get_user(session, ctx.actor), data_dir=ctx.data_dir,
-                                       hospital=HOSPITAL, run_dir=run, base=str(base_folder))  # fmt: skip
+            version = pipeline.register_hospital(session, user=get_user(session, ctx.actor), data_dir=ctx.data_dir,
+                                                 hospital=HOSPITAL, run_dir=run, base=str(base_folder),
+                                                 reports=reports)  # fmt: skip
+            say(f"medical: {version.name} v{version.version}: {version.metrics['export_note']}")
     settings = get_settings()
     say(f"medical: indexing {len(reports)} prior {HOSPITAL} reports")
     from core.retrieval.embeddings import load_embedder

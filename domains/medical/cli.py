@@ -131,7 +131,8 @@ def train(
     console.print(f"stage 2 run {run} on {len(usable)} reports ({sum(skipped.values())} skipped), base {base}")
     if register_as:
         _register(lambda s, u: pipeline.register_hospital(s, user=u, data_dir=settings.data_dir, hospital=hospital,
-                                                          run_dir=run, base=base), register_as)  # fmt: skip
+                                                          run_dir=run, base=base, reports=usable),
+                  register_as)  # fmt: skip
 
 
 def _register(step, username: str) -> None:  # noqa: ANN001
@@ -141,6 +142,8 @@ def _register(step, username: str) -> None:  # noqa: ANN001
     with migrated_session() as session:
         version = step(session, get_user(session, username))
         console.print(f"registered {version.name} v{version.version} ({version.precision}) -> {version.path}")
+        if version.metrics.get("export_note"):
+            console.print(f"  {version.metrics['export_note']}")
 
 
 @app.command()

@@ -31,6 +31,29 @@ def export_folder(
     return result.path
 
 
+def export_measured_folder(
+    out_dir: Path,
+    *,
+    eval_records: list[dict[str, Any]],
+    run_dir: Path | None = None,
+    model: str | None = None,
+    precision: str = RECOMMENDED_PRECISION,
+) -> Any:
+    """Export `precision` beside fp32 into `out_dir` (a quant-report folder), measured on `eval_records` (chat
+    records), keeping `precision` when it passes the accuracy gate, else fp32: a core.models.measured.MeasuredExport.
+
+    The records sit beside the folder as <out_dir>.eval.jsonl. The drop is a quantization drop against fp32, so
+    records the model was trained on measure it fairly.
+    """
+    from core.models.measured import export_measured
+    from domains.medical.training import write_jsonl
+
+    eval_path = Path(out_dir).with_name(Path(out_dir).name + ".eval.jsonl")
+    write_jsonl(eval_records, eval_path)
+    return export_measured(eval_path=eval_path, out_dir=Path(out_dir), precision=precision, run_dir=run_dir,
+                           model=model)  # fmt: skip
+
+
 def register(
     session: Session,
     *,
@@ -42,7 +65,8 @@ def register(
     precision: str = RECOMMENDED_PRECISION,
     extra: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Register an exported folder as the next version of `name`, its metrics carrying the source's lineage."""
+    """Register an exported folder as the next version of `name`, its metrics carrying the source's lineage (and,
+    in `extra`, its quant-report row)."""
     from core.models.registry import register_version
 
     metrics = {"lineage": read_lineage(source), "source": str(source), **(extra or {})}

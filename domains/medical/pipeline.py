@@ -2,7 +2,8 @@
 registering it, opening the drafting model of a hospital, drafting studies with priors and storing the drafts.
 
 Model versions: `medical-stage1` (the stage-1 base, exported) and `medical-<hospital>` (each hospital's stage-2
-adapter merged and exported), both at exports.RECOMMENDED_PRECISION, lineage in their metrics.
+adapter merged and exported), both at exports.RECOMMENDED_PRECISION when its measured drop against fp32 passes the
+accuracy gate (else at fp32), lineage and the quant-report row in their metrics.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from sqlalchemy.orm import Session
 from core.db.tables import ModelVersion, User
 from core.errors import NotFoundError, ValidationError
 from domains.medical.drafting import Draft, InProcessEngine, draft_reports
-from domains.medical.exports import RECOMMENDED_PRECISION, export_folder, register
+from domains.medical.exports import RECOMMENDED_PRECISION, export_measured_folder, register
 from domains.medical.ingest import Report
 
 STAGE1_NAME = "medical-stage1"
+EVAL_RECORDS = 16  # records the quantization drop of a registered export is measured on
 _HOSPITAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
@@ -54,11 +56,15 @@ def stage1_base(data_dir: Path) -> Path:
 def register_stage1(
     session: Session, *, user: User, data_dir: Path, base_folder: Path, precision: str = RECOMMENDED_PRECISION
 ) -> ModelVersion:
-    """Export the stage-1 base folder and register it as the next `medical-stage1` version."""
-    folder = export_folder(medical_dir(data_dir) / "exports" / f"stage1-{precision}", model=str(base_folder),
-                           precision=precision)  # fmt: skip
-    return register(session, user=user, name=STAGE1_NAME, folder=folder, base_model=str(base_folder),
-                    source=base_folder, precision=precision)  # fmt: skip
+    """Export the stage-1 base folder (measured on held-out vocabulary questions) and register it as the next
+    `medical-stage1` version."""
+    from domains.medical.training import vocabulary_records
+
+    held_out = vocabulary_records(seed=1, per_source=3)[:EVAL_RECORDS]
+    measured = export_measured_folder(medical_dir(data_dir) / "exports" / f"stage1-{precision}",
+                                      eval_records=held_out, model=str(base_folder), precision=precision)  # fmt: skip
+    return register(session, user=user, name=STAGE1_NAME, folder=measured.path, base_model=str(base_folder),
+                    source=base_folder, precision=measured.precision, extra=_measured(measured))  # fmt: skip
 
 
 def register_hospital(
@@ -69,14 +75,28 @@ def register_hospital(
     hospital: str,
     run_dir: Path,
     base: str,
+    reports: list[Report],
     precision: str = RECOMMENDED_PRECISION,
 ) -> ModelVersion:
-    """Export a hospital's stage-2 run (merged) and register it as the next `medical-<hospital>` version."""
+    """Export a hospital's stage-2 run (merged), measured on up to EVAL_RECORDS of its `reports`, and register it as
+    the next `medical-<hospital>` version."""
+    from domains.medical.training import stage2_records
+
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    folder = export_folder(medical_dir(data_dir) / "exports" / f"{hospital}-{precision}-{stamp}", run_dir=run_dir,
-                           precision=precision)  # fmt: skip
-    return register(session, user=user, name=model_name(hospital), folder=folder, base_model=base, source=run_dir,
-                    precision=precision, extra={"hospital": hospital})  # fmt: skip
+    sample = [r for r in reports if r.trainable][:EVAL_RECORDS]
+    if not sample:
+        raise ValidationError(f"hospital {hospital}: no report with findings and an impression to measure it on")
+    measured = export_measured_folder(medical_dir(data_dir) / "exports" / f"{hospital}-{precision}-{stamp}",
+                                      eval_records=stage2_records(sample, hospital=hospital), run_dir=run_dir,
+                                      precision=precision)  # fmt: skip
+    return register(session, user=user, name=model_name(hospital), folder=measured.path, base_model=base,
+                    source=run_dir, precision=measured.precision,
+                    extra={"hospital": hospital, **_measured(measured)})  # fmt: skip
+
+
+def _measured(measured: Any) -> dict[str, Any]:
+    """The registry metrics of a MeasuredExport: its quant-report row and the note on the precision kept."""
+    return {**measured.metrics, "export_note": measured.note}
 
 
 @dataclass
@@ -124,6 +144,15 @@ def priors_for(hospital: str, settings: Any, k_similar: int) -> Any:
     if not PriorReports.available(store, hospital):
         return None
     return PriorReports(store, load_embedder(settings), hospital=hospital)
+
+
+def similar_priors(draft: Any, settings: Any, k: int = 3) -> list[Any]:
+    """Up to `k` prior reports of the draft's hospital most similar to its study (prompts.Prior, most similar
+    first; [] when the hospital has no indexed reports). For the study view: what was signed for similar findings."""
+    priors = priors_for(draft.hospital, settings, k)
+    if priors is None:
+        return []
+    return priors.similar(Report(draft.study_id, draft.hospital, dict(draft.study)), k)
 
 
 def draft_and_store(

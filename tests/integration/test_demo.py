@@ -140,4 +140,9 @@ def test_demo_tiny_installed_domains(demo_env: Engine, tmp_path: Path) -> None:
     for name in summary["skipped"]:
         assert f"{name}: no bootstrap step in this install; skipped" in result.stdout
     assert set(summary["domains"]) | set(summary["skipped"]) >= set(summary["outcomes"])
+    # Every model the domains registered is measured against fp32 and passes the gate, so the server loads it.
+    served = {m.name for m in load_serve_config(settings.data_dir / SERVE_FILE).models}
+    assert served == {v["name"] for v in summary["model_versions"]}, result.stdout
+    assert all("vs fp32" in v["report"] for v in summary["model_versions"]), summary["model_versions"]
+    assert "not served" not in result.stdout
     engine.dispose()

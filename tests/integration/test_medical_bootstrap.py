@@ -1,5 +1,5 @@
-"""DomainPlugin.bootstrap of medical on the quick profile: trains, registers, indexes, drafts and routes once, then
-skips what is done."""
+"""DomainPlugin.bootstrap of medical on the quick profile: trains, measures and registers, indexes, drafts and
+routes once, then skips what is done."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from core.db.engine import get_engine, session_scope
 from core.db.migrate import upgrade
-from core.db.tables import User
+from core.db.tables import ModelVersion, User
+from core.models.registry import check_accuracy_gate
 from core.plugins import BootstrapContext, load_plugins
 from core.settings import get_settings
 from domains.medical.tables import MedicalDraft
@@ -31,5 +32,10 @@ def test_bootstrap_quick_profile_then_skips(tiny_model_dir: Path) -> None:
     again = plugin.bootstrap(ctx)
     assert again["drafts"] == 0 and sorted(again["model_versions"]) == sorted(first["model_versions"])
     assert any("stage 1" in line for line in lines)
+    lines_text = "\n".join(lines)
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(MedicalDraft)) == 4
+        # Both exports were measured against fp32 and pass the accuracy gate, so the model server will load them.
+        versions = list(session.scalars(select(ModelVersion)))
+        assert len(versions) == 2 and all(check_accuracy_gate(v).ok for v in versions)
+        assert all(v.metrics["task_drop_pts"] is not None and v.metrics["export_note"] in lines_text for v in versions)

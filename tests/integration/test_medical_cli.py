@@ -64,7 +64,8 @@ def test_train_register_draft_store_and_sign(tmp_path: Path, env: dict[str, str]
     done = run("medical", "train", "--stage", "2", "--reports", str(reports), "--hospital", "northgate", "--from-base",
                "--set", "train.max_steps=2", *QUICK, "--register-as", "eng", env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "registered medical-northgate v1 (int8)" in done.stdout
+    assert re.search(r"registered medical-northgate v1 \((int8|fp32)\)", done.stdout), done.stdout
+    assert "vs fp32" in done.stdout  # the export's measured drop is shown
     drafts = tmp_path / "drafts.jsonl"
     done = run("medical", "draft", "--in", str(studies), "--hospital", "northgate", "--out", str(drafts), "--store",
                "--as", "rad", env=env)  # fmt: skip
