@@ -45,8 +45,9 @@ class _LoraFields(_Section):
     )
     lora_layers: list[int] | None = Field(
         None,
-        description="Only these decoder layer indices get LoRA (None: all). The top layers alone cost far less to "
-        "train: the backward pass stops below the lowest adapted layer.",
+        description="Only these decoder layer indices get LoRA (None: all); negative ones count from the top (-1 "
+        "is the last). The top layers alone cost far less to train: the backward pass stops below the lowest "
+        "adapted layer.",
     )
     lora_bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train with LoRA.")
 

@@ -108,12 +108,41 @@ def apply_method(model: nn.Module, method: MethodSection, *, tokenizer_path: str
         return model
     import peft
 
+    if isinstance(method, LoraMethod | AdaLoraMethod) and method.lora_layers is not None:
+        method = method.model_copy(update={"lora_layers": resolve_layers(method.lora_layers, _depth(model))})
     try:
         return peft.get_peft_model(model, peft_config(method, tokenizer_path=tokenizer_path, total_steps=total_steps))
     except (ValueError, TypeError) as exc:
         raise ValidationError(
             f"method.name={method.name}: peft cannot apply it here: {str(exc).splitlines()[0]}"
         ) from None
+
+
+def _depth(model: nn.Module) -> int:
+    config = getattr(model, "config", None)
+    depth = getattr(getattr(config, "text_config", config), "num_hidden_layers", None)
+    if not isinstance(depth, int):
+        raise ValidationError("method.lora_layers: this model does not say how many decoder layers it has")
+    return depth
+
+
+def resolve_layers(layers: list[int], depth: int) -> list[int]:
+    """Decoder layer indices of method.lora_layers on a model of `depth` layers; negative ones count from the top
+    (-1 is the last), so a config such as "the top 12 layers" fits bases of any depth.
+
+    Raises:
+        ValidationError: an index outside the model, or one layer named twice.
+    """
+    resolved = [i + depth if i < 0 else i for i in layers]
+    bad = [given for given, i in zip(layers, resolved, strict=True) if not 0 <= i < depth]
+    if bad:
+        raise ValidationError(
+            f"method.lora_layers: layer {bad[0]} does not exist: this model has {depth} decoder layers "
+            f"(0 to {depth - 1}, or -{depth} to -1 from the top)"
+        )
+    if len(set(resolved)) != len(resolved):
+        raise ValidationError(f"method.lora_layers: {layers} names a layer twice on a model of {depth} layers")
+    return sorted(resolved)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -86,3 +86,14 @@ def test_prompt_tuning_stacks_on_a_lora_run(tiny_train_config) -> None:
     probe = {"input_ids": torch.tensor([[5, 17, 40, 99, 120, 7]]), "attention_mask": torch.ones(1, 6, dtype=torch.long)}
     with torch.no_grad():
         torch.testing.assert_close(model(**probe).logits, logits, rtol=0, atol=1e-5)
+
+
+def test_lora_layers_count_from_the_top_and_a_missing_layer_is_refused(tiny_train_config) -> None:
+    recipe, _, _ = _train(tiny_train_config, "lora", "method.lora_layers=[-1]")  # the tiny model has 2 layers
+    names = [name for name, _ in recipe.model.named_parameters() if "lora_" in name]
+    adapted = {name.split(".layers.")[1].split(".")[0] for name in names}
+    assert adapted == {"1"}
+    with pytest.raises(ValidationError, match=r"method.lora_layers: layer -3 does not exist: this model has 2 decoder"):
+        _train(tiny_train_config, "lora", "method.lora_layers=[-3, -1]")
+    with pytest.raises(ValidationError, match="names a layer twice"):
+        _train(tiny_train_config, "lora", "method.lora_layers=[1, -1]")
