@@ -181,5 +181,5 @@ def create_app(config: ServeConfig, *, models_dir: Path, engine: Engine | None) 
         if plugin.api_routes is not None:
             domain_errors = error_responses(409, *GENERATION)
             app.include_router(plugin.api_routes(), dependencies=[Depends(require_key)], responses=domain_errors)
-    document_errors(app, keyed=config.require_api_key)
+    document_errors(app, keyed=config.require_api_key, model_names=[m.name for m in config.models])
     return app

@@ -147,8 +147,24 @@ def add_error_docs(schema: dict[str, Any], *, keyed: bool = True) -> dict[str, A
     return schema
 
 
-def document_errors(app: FastAPI, *, keyed: bool = True) -> None:
-    """Make `app.openapi()` (and /openapi.json) document every error answer, for every route mounted on `app`.
+def add_model_examples(schema: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Give the `model` field of every request body the served model names as examples (in place; returned).
+
+    Clients read which names are valid, and a property-based tester (schemathesis) reaches generation with them
+    instead of answering 404 "not served" to nearly every generated request.
+    """
+    if not names:
+        return schema
+    for body in schema.get("components", {}).get("schemas", {}).values():
+        field = body.get("properties", {}).get("model") if isinstance(body, dict) else None
+        if isinstance(field, dict) and field.get("type") == "string":
+            field["examples"] = list(names)
+    return schema
+
+
+def document_errors(app: FastAPI, *, keyed: bool = True, model_names: list[str] | None = None) -> None:
+    """Make `app.openapi()` (and /openapi.json) document every error answer, for every route mounted on `app`,
+    with `model_names` (the served models) as the examples of each request's `model` field.
 
     Call it once after building the app; routes included later are documented too (the document is built on
     first request).
@@ -163,7 +179,7 @@ def document_errors(app: FastAPI, *, keyed: bool = True) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = add_error_docs(schema, keyed=keyed)
+            app.openapi_schema = add_model_examples(add_error_docs(schema, keyed=keyed), list(model_names or []))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

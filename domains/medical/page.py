@@ -1,7 +1,9 @@
 """Radiologist page: the worklist (oldest first, per hospital), claim a study, read it with the labeler's
-highlights, edit the draft impression, then sign, reject, or add an addendum to a signed report.
+highlights and the hospital's most similar signed prior reports, edit the draft impression, then sign, reject, or
+add an addendum to a signed report; the radiologist's own agreement with the drafts per day.
 
-Every action calls domains.medical.signoff (the role checks and audit events are there, not here).
+Every read and action calls domains.medical.signoff or .pipeline (the role checks and audit events are there, not
+here); the page holds no query of its own.
 """
 
 from __future__ import annotations
@@ -9,14 +11,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
+from core.auth.users import get_user
 from core.db.engine import get_engine, session_scope
-from core.db.tables import User
 from core.errors import FinmedError
 from domains.medical.labeler import mentions
-from domains.medical.tables import MedicalAddendum, MedicalSignedReport
 
 ROLES = ("radiologist", "compliance")
 COLOURS = {"present": "#f8d7da", "uncertain": "#fff3cd", "absent": "#d1e7dd"}
@@ -35,11 +36,11 @@ def highlight(text: str) -> str:
     return "".join(out).replace("\n", "<br>")
 
 
-def _worklist(user_id: int, hospital: str | None) -> list[dict[str, Any]]:
+def _worklist(username: str, hospital: str | None) -> list[dict[str, Any]]:
     from domains.medical.signoff import worklist
 
     with session_scope(get_engine()) as session:
-        user = session.get(User, user_id)
+        user = get_user(session, username)
         return [
             {"draft": e.draft.id, "hospital": e.draft.hospital, "study": e.draft.study_id, "state": e.item.state,
              "created": e.draft.created_at.strftime("%Y-%m-%d %H:%M"), "draft text": e.draft.draft_text[:80]}
@@ -47,32 +48,48 @@ def _worklist(user_id: int, hospital: str | None) -> list[dict[str, Any]]:
         ]  # fmt: skip
 
 
-def _study(draft_id: int) -> None:
-    from domains.medical.signoff import claim_draft, reject_draft, sign_report
-    from domains.medical.tables import MedicalDraft
+def _priors(draft: Any) -> None:
+    """The hospital's signed prior reports most similar to this study (from retrieval), read-only."""
+    from core.settings import get_settings
+    from domains.medical.pipeline import similar_priors
 
+    try:
+        priors = similar_priors(draft, get_settings(), k=3)
+    except FinmedError as exc:  # retrieval is an aid: the study view stays usable without it
+        st.caption(f"Similar prior reports unavailable: {exc}")
+        return
+    with st.expander(f"Similar prior reports ({len(priors)})", expanded=False):
+        if not priors:
+            st.caption("No prior reports of this hospital are indexed.")
+        for prior in priors:
+            st.markdown(f"**{html.escape(prior.report_id)}** — findings: {highlight(prior.findings)}<br>"
+                        f"signed impression: {highlight(prior.impression)}", unsafe_allow_html=True)  # fmt: skip
+
+
+def _study(draft_id: int) -> None:
+    from domains.medical.signoff import claim_draft, get_draft, reject_draft, sign_report
+
+    username = st.session_state["medical_username"]
     with session_scope(get_engine()) as session:
-        draft = session.get(MedicalDraft, draft_id)
-        if draft is None:
-            st.error(f"no draft {draft_id}")
-            return
+        draft = get_draft(session, user=get_user(session, username), draft_id=draft_id)
         study, text, state = dict(draft.study), draft.draft_text, draft.state
         model = f"{draft.model_name} v{draft.model_version}" if draft.model_version else draft.model_name
+        session.expunge(draft)
     st.subheader(f"Draft {draft_id}: {draft.study_id} ({draft.hospital})")
     st.caption(f"model {model}, {draft.latency_ms:.0f} ms; highlights: red present, yellow uncertain, green absent")
     for name in ("examination", "indication", "comparison", "findings"):
         if study.get(name):
             st.markdown(f"**{name.upper()}**<br>{highlight(study[name])}", unsafe_allow_html=True)
     st.markdown(f"**DRAFT IMPRESSION**<br>{highlight(text)}", unsafe_allow_html=True)
+    _priors(draft)
     if state != "drafted":
         st.info(f"This draft is {state}.")
         return
-    user_id = st.session_state["medical_user_id"]
     edited = st.text_area("Impression (edit before signing)", value=text, height=160, key=f"medical_edit_{draft_id}")
     reason = st.text_input("Reason (to reject)", key=f"medical_reason_{draft_id}")
     claim, sign, reject = st.columns(3)
     with session_scope(get_engine()) as session:
-        user = session.get(User, user_id)
+        user = get_user(session, username)
         if claim.button("Claim", key="medical_claim"):
             claim_draft(session, user=user, draft_id=draft_id)
             st.success("Claimed: the draft is yours for the lease.")
@@ -84,14 +101,13 @@ def _study(draft_id: int) -> None:
             st.success("Draft rejected.")
 
 
-def _signed(user_id: int) -> None:
-    from domains.medical.signoff import add_addendum
+def _signed(username: str) -> None:
+    from domains.medical.signoff import add_addendum, signed_reports
 
     with session_scope(get_engine()) as session:
-        rows = list(session.scalars(select(MedicalSignedReport).order_by(MedicalSignedReport.id.desc()).limit(50)))
         table = [{"signed": r.id, "study": r.study_id, "hospital": r.hospital, "impression": r.signed_text[:80],
-                  "edited": r.edited, "addenda": len(list(session.scalars(select(MedicalAddendum.id).where(
-                      MedicalAddendum.signed_report_id == r.id))))} for r in rows]  # fmt: skip
+                  "edited": r.edited, "addenda": n}
+                 for r, n in signed_reports(session, user=get_user(session, username))]  # fmt: skip
     st.subheader("Signed reports")
     if not table:
         st.caption("None signed yet.")
@@ -102,8 +118,24 @@ def _signed(user_id: int) -> None:
         text = st.text_area("Addendum (the signed report itself never changes)")
         if st.form_submit_button("Add addendum"):
             with session_scope(get_engine()) as session:
-                add_addendum(session, user=session.get(User, user_id), signed_report_id=int(target), text=text)
+                add_addendum(session, user=get_user(session, username), signed_report_id=int(target), text=text)
             st.success(f"Addendum added to signed report {target}.")
+
+
+def _my_agreement(username: str) -> None:
+    """The signed-in radiologist's own agreement with the drafts, per day of signing."""
+    from domains.medical.signoff import my_agreement_by_day
+
+    with session_scope(get_engine()) as session:
+        days = my_agreement_by_day(session, user=get_user(session, username))
+    st.subheader("My agreement with the drafts")
+    if not days:
+        st.caption("Sign a report to see how closely the drafts matched what you signed.")
+        return
+    frame = pd.DataFrame(days).set_index("day")
+    st.caption(f"{int(frame['signed'].sum())} signed; ROUGE-L and finding agreement of draft vs signed, per day")
+    st.line_chart(frame[["rouge_l", "finding_agreement", "edited_share"]])
+    st.dataframe(frame)
 
 
 def render(user: Any) -> None:
@@ -112,16 +144,18 @@ def render(user: Any) -> None:
     if user is None or user.role not in (*ROLES, "admin"):
         st.error("The worklist is for radiologists.")
         return
-    st.session_state["medical_user_id"] = user.id
+    st.session_state["medical_username"] = user.username
     try:
         hospital = st.text_input("Hospital (empty: all)", key="medical_hospital").strip() or None
-        rows = _worklist(user.id, hospital)
+        rows = _worklist(user.username, hospital)
         st.caption(f"{len(rows)} open draft(s), oldest first")
         if rows:
             st.dataframe(rows, hide_index=True)
             chosen = st.selectbox("Open study", [r["draft"] for r in rows], key=SELECTED)
             if chosen is not None:
                 _study(int(chosen))
-        _signed(user.id)
+        _signed(user.username)
+        if user.role == "radiologist":
+            _my_agreement(user.username)
     except FinmedError as exc:
         st.error(str(exc))

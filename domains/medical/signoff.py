@@ -1,4 +1,5 @@
-"""Sign-off services: the radiologist worklist, claiming a draft, signing, rejecting, addenda, agreement.
+"""Sign-off services: the radiologist worklist, a draft and the signed reports to read, claiming a draft, signing,
+rejecting, addenda, agreement (per radiologist, and the signed-in radiologist's own per day).
 
 Every function takes a session and the acting user (keyword-only), checks the role itself and audits in the same
 transaction; the caller commits. Only the radiologist role signs, rejects or adds addenda (an admin may not sign a
@@ -14,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.audit.record import record_event
@@ -67,6 +68,53 @@ def worklist(session: Session, *, user: User, hospital: str | None = None, limit
     if hospital:
         query = query.where(MedicalDraft.hospital == hospital)
     return [WorklistEntry(d, i) for d, i in session.execute(query)]
+
+
+def get_draft(session: Session, *, user: User, draft_id: int) -> MedicalDraft:
+    """One draft with its study, for the study view.
+
+    Raises:
+        PermissionDenied: the user is not a radiologist or compliance reviewer; NotFoundError: no such draft.
+    """
+    require_role(user, SIGNER, "compliance", action="read a medical draft")
+    return _draft(session, draft_id)
+
+
+def signed_reports(
+    session: Session, *, user: User, hospital: str | None = None, limit: int = 50
+) -> list[tuple[MedicalSignedReport, int]]:
+    """The latest signed reports, newest first, each with its number of addenda."""
+    require_role(user, SIGNER, "compliance", action="read signed reports")
+    count = (
+        select(func.count(MedicalAddendum.id))
+        .where(MedicalAddendum.signed_report_id == MedicalSignedReport.id)
+        .scalar_subquery()
+    )
+    query = select(MedicalSignedReport, count).order_by(MedicalSignedReport.id.desc()).limit(limit)
+    if hospital:
+        query = query.where(MedicalSignedReport.hospital == hospital)
+    return [(signed, int(n)) for signed, n in session.execute(query)]
+
+
+def my_agreement_by_day(session: Session, *, user: User) -> list[dict]:
+    """The signed-in radiologist's own draft agreement per day (UTC) of signing, oldest first: signed reports,
+    share edited, mean ROUGE-L and mean finding agreement of draft vs signed."""
+    _require_radiologist(user, "read personal agreement")
+    query = select(MedicalSignedReport).where(MedicalSignedReport.signed_by == user.id)
+    days: dict[str, list[MedicalSignedReport]] = defaultdict(list)
+    for signed in session.scalars(query.order_by(MedicalSignedReport.signed_at)):
+        days[signed.signed_at.strftime("%Y-%m-%d")].append(signed)
+    return [{"day": day, **_agreement(rows)} for day, rows in days.items()]
+
+
+def _agreement(rows: list[MedicalSignedReport]) -> dict:
+    agreed = [r.finding_agreement for r in rows if r.finding_agreement is not None]
+    return {
+        "signed": len(rows),
+        "edited_share": sum(r.edited for r in rows) / len(rows),
+        "rouge_l": sum(r.rouge_l for r in rows) / len(rows),
+        "finding_agreement": sum(agreed) / len(agreed) if agreed else None,
+    }
 
 
 def claim_draft(session: Session, *, user: User, draft_id: int, lease: timedelta = DEFAULT_LEASE) -> MedicalDraft:
@@ -179,13 +227,4 @@ def agreement_by_radiologist(session: Session, *, user: User, hospital: str | No
     groups: dict[str, list[MedicalSignedReport]] = defaultdict(list)
     for signed, name in session.execute(query):
         groups[name].append(signed)
-    out = {}
-    for name, rows in sorted(groups.items()):
-        agreed = [r.finding_agreement for r in rows if r.finding_agreement is not None]
-        out[name] = {
-            "signed": len(rows),
-            "edited_share": sum(r.edited for r in rows) / len(rows),
-            "rouge_l": sum(r.rouge_l for r in rows) / len(rows),
-            "finding_agreement": sum(agreed) / len(agreed) if agreed else None,
-        }
-    return out
+    return {name: _agreement(rows) for name, rows in sorted(groups.items())}

@@ -61,6 +61,11 @@ def test_worklist_sign_and_addendum(tiny_genai_dir: Path) -> None:
         assert signed is not None and signed.signed_text == "Small left pleural effusion." and signed.edited
     at.run()
     assert at.caption[0].value == "1 open draft(s), oldest first"
+    # The study view offers the hospital's similar signed priors (none indexed here), and after signing the
+    # radiologist sees their own agreement with the drafts for today.
+    assert [e.label for e in at.expander] == ["Similar prior reports (0)"]
+    assert "My agreement with the drafts" in [h.value for h in at.subheader]
+    assert any(c.value.startswith("1 signed; ROUGE-L") for c in at.caption), [c.value for c in at.caption]
     at.text_area[-1].input("Also note a rib fracture.")
     at.button[-1].click().run()  # the addendum form's submit
     assert not at.exception, at.exception

@@ -19,7 +19,16 @@ from core.review.tables import ModelOutput
 from domains.medical.drafting import InProcessEngine, draft_reports
 from domains.medical.ingest import read_reports
 from domains.medical.phi import phi_found
-from domains.medical.signoff import add_addendum, claim_draft, reject_draft, sign_report, worklist
+from domains.medical.signoff import (
+    add_addendum,
+    claim_draft,
+    get_draft,
+    my_agreement_by_day,
+    reject_draft,
+    sign_report,
+    signed_reports,
+    worklist,
+)
 from domains.medical.store import store_drafts
 from domains.medical.synthetic import generate, write_folder
 from domains.medical.tables import MedicalAddendum, MedicalDraft
@@ -101,6 +110,18 @@ def test_signing_roles_immutability_and_addenda(db_session: Session, drafts) -> 
     with pytest.raises(AppendOnlyViolation), db_session.begin_nested():
         db_session.delete(note)
         db_session.flush()
+    # The reads the page makes: signed reports with their addenda counted, the signer's own agreement per day.
+    assert signed_reports(db_session, user=users["compliance"]) == [(signed, 1)]
+    assert signed_reports(db_session, user=users["radiologist"], hospital="elsewhere") == []
+    (day,) = my_agreement_by_day(db_session, user=users["radiologist"])
+    assert day["day"] == signed.signed_at.strftime("%Y-%m-%d") and day["signed"] == 1 and day["edited_share"] == 1.0
+    assert day["rouge_l"] == pytest.approx(signed.rouge_l)
+    for role, read in (("analyst", signed_reports), ("compliance", my_agreement_by_day)):
+        with pytest.raises(PermissionDenied):
+            read(db_session, user=users[role])
+    assert get_draft(db_session, user=users["compliance"], draft_id=first.id) is first
+    with pytest.raises(PermissionDenied):
+        get_draft(db_session, user=users["analyst"], draft_id=first.id)
 
 
 def test_reject_and_feedback_records_are_phi_free(db_session: Session, drafts, tmp_path: Path, phi_reports) -> None:  # noqa: ANN001
