@@ -8,7 +8,7 @@ from typing import Any
 from core.errors import ValidationError
 from core.serving.batcher import ModelWorker
 from core.serving.engine import Constraint, GenRequest
-from core.serving.schemas import SamplingFields
+from core.serving.schemas import SamplingFields, SchemaFormat
 
 DEFAULT_MAX_TOKENS = 16
 CHARS_PER_TOKEN = 4  # prompts longer than max_prompt_tokens * this are refused before tokenising
@@ -40,9 +40,7 @@ def constraint_of(body: SamplingFields) -> Constraint | None:
     if body.guided_grammar:
         asked.append(Constraint("lark_grammar", body.guided_grammar))
     fmt = body.response_format
-    if fmt is not None and fmt.type == "json_schema":
-        if fmt.json_schema is None:
-            raise ValidationError("response_format.json_schema: give {name, schema} with type json_schema")
+    if isinstance(fmt, SchemaFormat):
         asked.append(_json(fmt.json_schema.schema_, "response_format.json_schema.schema"))
     elif fmt is not None and fmt.type == "json_object":
         asked.append(Constraint.json({"type": "object"}))

@@ -156,7 +156,25 @@ def _sse(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.post("/completions")
+# With `stream: true` the 200 answer is server-sent events (each `data:` line a JSON chunk, then `data: [DONE]`).
+STREAMED = {
+    200: {
+        "description": "The completion (JSON), or with `stream: true` server-sent events of JSON chunks.",
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "description": "One event: `data` is a JSON chunk (or an error object), the last one `[DONE]`.",
+                    "properties": {"data": {"type": "string"}},
+                    "required": ["data"],
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/completions", responses=STREAMED)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     """OpenAI text completion: one choice per prompt; `stream` sends SSE chunks (single prompt only)."""
     worker = get_state(request).worker(body.model)
@@ -199,7 +217,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     )
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=STREAMED)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """OpenAI chat completion over the model's chat template; `stream` sends SSE chunks."""
     worker = get_state(request).worker(body.model)

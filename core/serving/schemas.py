@@ -19,11 +19,21 @@ class JsonSchemaFormat(BaseModel):
     strict: bool | None = None
 
 
-class ResponseFormat(BaseModel):
-    """OpenAI `response_format`: text, json_object (any JSON object) or json_schema (decoded under the schema)."""
+class PlainFormat(BaseModel):
+    """OpenAI `response_format` of type text (no constraint) or json_object (any JSON object)."""
 
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: JsonSchemaFormat | None = None
+    type: Literal["text", "json_object"]
+
+
+class SchemaFormat(BaseModel):
+    """OpenAI `response_format` of type json_schema: the answer is decoded under `json_schema.schema`."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+# One model per type, told apart by `type`, so the OpenAPI document says json_schema is required with json_schema.
+ResponseFormat = Annotated[PlainFormat | SchemaFormat, Field(discriminator="type")]
 
 
 class StreamOptions(BaseModel):
@@ -32,10 +42,27 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# What counts as "given" for each output constraint (core.serving.requests.constraints reads them the same way).
+_GIVEN = {
+    "guided_regex": {"type": "string", "minLength": 1},
+    "guided_choice": {"type": "array", "minItems": 1},
+    "guided_json": {"not": {"type": "null"}},
+    "guided_grammar": {"type": "string", "minLength": 1},
+    "response_format": {"type": "object", "properties": {"type": {"enum": ["json_object", "json_schema"]}}},
+}
+
+
+def _one_constraint_at_most(schema: dict[str, Any]) -> None:
+    """State in the JSON schema that at most one output constraint is given (the server answers 422 otherwise)."""
+    names = list(_GIVEN)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    schema["not"] = {"anyOf": [{"required": [a, b], "properties": {a: _GIVEN[a], b: _GIVEN[b]}} for a, b in pairs]}
+
+
 class SamplingFields(BaseModel):
     """Fields shared by /v1/completions and /v1/chat/completions."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_one_constraint_at_most)
 
     model: str = Field(min_length=1, max_length=100, description="Model version name.")
     max_tokens: int | None = Field(None, ge=1, description="New tokens to generate at most.")
@@ -93,11 +120,14 @@ class SamplingFields(BaseModel):
         return tuple(self.stop or ())  # type: ignore[arg-type]
 
 
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
 class CompletionRequest(SamplingFields):
     """POST /v1/completions."""
 
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=64)] = Field(
-        description="Prompt text, or a list of 1-64 prompts (one choice each)."
+    prompt: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=64)] = Field(
+        description="Prompt text, or a list of 1-64 prompts (one choice each); a prompt has at least one character."
     )
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=5, description="Log-probabilities of this many top tokens.")
