@@ -42,7 +42,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-# What counts as "given" for each output constraint (core.serving.requests.constraints reads them the same way).
+# What counts as "given" for each output constraint (core.serving.requests.constraint_of reads them the same way).
 _GIVEN = {
     "guided_regex": {"type": "string", "minLength": 1},
     "guided_choice": {"type": "array", "minItems": 1},

@@ -8,12 +8,15 @@ does not default to it; bench/medical.py measures int4 latency beside it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from core.db.tables import ModelVersion, User
 from domains.medical.training import read_lineage
+
+if TYPE_CHECKING:
+    from core.models.measured import MeasuredExport
 
 RECOMMENDED_PRECISION = "int8"
 
@@ -38,7 +41,7 @@ def export_measured_folder(
     run_dir: Path | None = None,
     model: str | None = None,
     precision: str = RECOMMENDED_PRECISION,
-) -> Any:
+) -> MeasuredExport:
     """Export `precision` beside fp32 into `out_dir` (a quant-report folder), measured on `eval_records` (chat
     records), keeping `precision` when it passes the accuracy gate, else fp32: a core.models.measured.MeasuredExport.
 

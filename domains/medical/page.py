@@ -48,13 +48,20 @@ def _worklist(username: str, hospital: str | None) -> list[dict[str, Any]]:
         ]  # fmt: skip
 
 
-def _priors(draft: Any) -> None:
-    """The hospital's signed prior reports most similar to this study (from retrieval), read-only."""
+@st.cache_data(ttl=300, show_spinner=False)
+def _similar(draft_id: int, _draft: Any) -> list[Any]:
+    """Priors of one draft (cached by its id; `_draft` is not hashed), kept five minutes: every click reruns the
+    page, and retrieval opens the store and loads the embedder."""
     from core.settings import get_settings
     from domains.medical.pipeline import similar_priors
 
+    return similar_priors(_draft, get_settings(), k=3)
+
+
+def _priors(draft: Any) -> None:
+    """The hospital's signed prior reports most similar to this study (from retrieval), read-only."""
     try:
-        priors = similar_priors(draft, get_settings(), k=3)
+        priors = _similar(draft.id, draft)
     except FinmedError as exc:  # retrieval is an aid: the study view stays usable without it
         st.caption(f"Similar prior reports unavailable: {exc}")
         return

@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,9 @@ from core.errors import NotFoundError, ValidationError
 from domains.medical.drafting import Draft, InProcessEngine, draft_reports
 from domains.medical.exports import RECOMMENDED_PRECISION, export_measured_folder, register
 from domains.medical.ingest import Report
+
+if TYPE_CHECKING:
+    from core.models.measured import MeasuredExport
 
 STAGE1_NAME = "medical-stage1"
 EVAL_RECORDS = 16  # records the quantization drop of a registered export is measured on
@@ -94,7 +97,7 @@ def register_hospital(
                     extra={"hospital": hospital, **_measured(measured)})  # fmt: skip
 
 
-def _measured(measured: Any) -> dict[str, Any]:
+def _measured(measured: MeasuredExport) -> dict[str, Any]:
     """The registry metrics of a MeasuredExport: its quant-report row and the note on the precision kept."""
     return {**measured.metrics, "export_note": measured.note}
 
