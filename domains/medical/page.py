@@ -48,20 +48,23 @@ def _worklist(username: str, hospital: str | None) -> list[dict[str, Any]]:
         ]  # fmt: skip
 
 
-@st.cache_data(ttl=300, show_spinner=False)
-def _similar(draft_id: int, _draft: Any) -> list[Any]:
-    """Priors of one draft (cached by its id; `_draft` is not hashed), kept five minutes: every click reruns the
-    page, and retrieval opens the store and loads the embedder."""
+def _similar(draft: Any) -> list[Any]:
+    """Priors of one draft, computed once per browser session: every click reruns the page, and retrieval opens
+    the store and loads the embedder. (Kept in session_state, not st.cache_data: a module-level cache decorator
+    warns on every CLI import of the plugin.)"""
     from core.settings import get_settings
     from domains.medical.pipeline import similar_priors
 
-    return similar_priors(_draft, get_settings(), k=3)
+    cache = st.session_state.setdefault("medical_priors", {})
+    if draft.id not in cache:
+        cache[draft.id] = similar_priors(draft, get_settings(), k=3)
+    return cache[draft.id]
 
 
 def _priors(draft: Any) -> None:
     """The hospital's signed prior reports most similar to this study (from retrieval), read-only."""
     try:
-        priors = _similar(draft.id, draft)
+        priors = _similar(draft)
     except FinmedError as exc:  # retrieval is an aid: the study view stays usable without it
         st.caption(f"Similar prior reports unavailable: {exc}")
         return
