@@ -171,7 +171,7 @@ class Server:
             f"    ort_spinning: {'true' if spinning else 'false'}\n"
         )
         self._cli("db", "upgrade")
-        self.key = self._cli("serve", "keys", "add", "bench").strip().splitlines()[-1]
+        self.key = self._cli("serve", "keys", "add", "bench", "--role", "engineer").strip().splitlines()[-1]
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
