@@ -1,32 +1,19 @@
-"""What every page shares: a session acting as the signed-in user, errors shown as one message, job panels."""
+"""What every page shares: a session acting as the signed-in user and the time format (both from core.jobs.panel,
+which domain pages use too), and errors shown as one message."""
 
 from __future__ import annotations
 
 import functools
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import streamlit as st
-from sqlalchemy.orm import Session
 
 from apps.auth import SignedIn, current_user
-from core.auth.roles import acting_user
-from core.db.engine import get_engine, session_scope
 from core.errors import FinmedError
+from core.jobs.panel import acting, fmt_time  # noqa: F401  (the pages' session and time format, shared with jobs)
 from core.settings import get_settings
-
-if TYPE_CHECKING:
-    from core.db.tables import User
-
-
-@contextmanager
-def acting(signed: SignedIn) -> Iterator[tuple[Session, User]]:
-    """A session (committed at the end) and the signed-in user's row in it."""
-    with session_scope(get_engine()) as session:
-        yield session, acting_user(session, user_id=signed.id)
 
 
 def page(render: Callable[[SignedIn], None]) -> Callable[[], None]:
@@ -52,8 +39,3 @@ def page(render: Callable[[SignedIn], None]) -> Callable[[], None]:
             st.error(f"Something went wrong ({type(exc).__name__}: {exc}). The server log has the details.")
 
     return wrapper
-
-
-def fmt_time(value: Any) -> str:
-    """A timestamp as 'YYYY-MM-DD HH:MM:SS UTC', or '-'."""
-    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value is not None else "-"

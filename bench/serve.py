@@ -368,6 +368,26 @@ def bench_transformers(model_dir: Path, mix: dict[str, Any], levels: list[int], 
     return _bench_anchor(one, mix, levels, n_for, drafts_c1, lambda reqs: sum(r[2] for r in reqs))
 
 
+def _llama_cpp_probe(gguf: Path) -> str | None:
+    """Decode a multi-token prompt in a child process first: a llama-cpp-python build that crashes on this CPU
+    (0.3.36 built natively here segfaults in llama_decode on any prompt longer than one token) must not take the
+    whole benchmark down with it. Returns why the anchor is skipped, or None when it works."""
+    from importlib.metadata import version
+
+    probe = (
+        "from llama_cpp import Llama; import sys\n"
+        f"llm = Llama(model_path={str(gguf)!r}, n_threads=2, n_ctx=2048, verbose=False)\n"
+        "llm.create_completion('Hello world, how are you today', max_tokens=2, temperature=0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    if done.returncode == 0:
+        return None
+    return (
+        f"llama-cpp-python {version('llama-cpp-python')} crashed (exit {done.returncode}) decoding a multi-token "
+        "prompt on this CPU"
+    )
+
+
 def bench_llama_cpp(gguf: Path, mix: dict[str, Any], levels: list[int], n_for: dict[int, int],
                     drafts_c1: int) -> dict[str, Any] | str:  # fmt: skip
     """llama.cpp (llama-cpp-python) on the GGUF, 2 threads, one request at a time; a reason string if unavailable."""
@@ -377,6 +397,9 @@ def bench_llama_cpp(gguf: Path, mix: dict[str, Any], levels: list[int], n_for: d
         return "llama-cpp-python not installed (pip install -e '.[bench]')"
     if not gguf.is_file():
         return f"no GGUF at {portable(gguf)}"
+    crashed = _llama_cpp_probe(gguf)
+    if crashed:
+        return crashed
     llm = Llama(model_path=str(gguf), n_threads=2, n_ctx=2048, verbose=False)
     lock = threading.Lock()
     counted: list[int] = []

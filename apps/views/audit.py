@@ -11,9 +11,9 @@ import streamlit as st
 
 from apps.auth import SignedIn
 from apps.common import acting, fmt_time, page
-from apps.job_panel import job_caption, job_panel
 from core.audit.read import read_events
 from core.audit.verify_job import KIND as VERIFY_KIND
+from core.jobs.panel import job_caption, job_panel
 from core.review.exports import export_items, to_training
 from core.review.read import decision_rates
 from core.settings import get_settings

@@ -1,16 +1,43 @@
 """A page's view of one background job kind: start it, watch its progress (refreshed every second while it runs),
-cancel it, and see its last result; the job lives in the database, so a reload finds it again."""
+cancel it, and see its last result; the job lives in the database, so a reload finds it again.
+
+It lives in the jobs room (not apps/) so that domain pages, which may not import apps, draw their jobs the same way
+as the app's own pages. `signed` is the signed-in person as pages see them: anything with the user's `id`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import streamlit as st
 
-from apps.auth import SignedIn
-from apps.common import acting, fmt_time
+from core.auth.roles import acting_user
+from core.db.engine import get_engine, session_scope
 from core.jobs import service
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from core.db.tables import User
+
+
+class SignedIn(Protocol):
+    """The signed-in person (apps.auth.SignedIn): only the user's id is needed here."""
+
+    id: int
+
+
+@contextmanager
+def acting(signed: SignedIn) -> Iterator[tuple[Session, User]]:
+    """A session (committed at the end) and the signed-in user's row in it."""
+    with session_scope(get_engine()) as session:
+        yield session, acting_user(session, user_id=signed.id)
+
+
+def fmt_time(value: Any) -> str:
+    """A timestamp as 'YYYY-MM-DD HH:MM:SS UTC', or '-'."""
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value is not None else "-"
 
 
 def _snapshot(job: Any) -> dict[str, Any] | None:

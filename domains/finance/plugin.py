@@ -8,6 +8,8 @@ from domains.finance.api import make_router
 from domains.finance.bootstrap import bootstrap
 from domains.finance.cli import app
 from domains.finance.data_checks import DATA_CHECKS
+from domains.finance.jobs import KIND as SCORE_KIND
+from domains.finance.jobs import score_job
 from domains.finance.page import ROLES as PAGE_ROLES
 from domains.finance.page import render as render_page
 
@@ -22,4 +24,5 @@ plugin = DomainPlugin(
     bootstrap=bootstrap,
     pages=(DomainPage(title="Risk scoring", url_path="finance", roles=PAGE_ROLES, render=render_page),),
     data=DATA_CHECKS,
+    job_kinds={SCORE_KIND: score_job},
 )

@@ -81,3 +81,46 @@ def test_unmapped_required_field_is_one_clear_error(analyst: tuple[SignedIn, Pat
 def test_other_roles_are_refused(analyst: tuple[SignedIn, Path]) -> None:
     at = _app(SignedIn(99, "cora", "compliance"))
     assert "for analysts and engineers" in at.error[0].value
+
+
+def test_background_job_scores_and_the_page_opens_its_batch(analyst: tuple[SignedIn, Path]) -> None:
+    from core.jobs import service as jobs
+    from core.jobs.worker import Worker
+    from domains.finance.jobs import KIND
+
+    user, path = analyst
+    at = _app(user)
+    at.text_input(key="finance_path").input(str(path)).run()
+    at.selectbox(key="finance_map_amount").select("amt")
+    at.button[1].click().run()  # "Score in the background"
+    assert not at.exception, at.exception
+    assert "waiting for a worker" in at.get("progress")[0].proto.text  # queued until a worker claims it
+    assert Worker(get_engine(), kinds=[KIND]).run_one() is not None
+    at.run()
+    assert not at.exception, at.exception
+    assert "39 of 40 rows scored, 1 rejected" in at.caption[0].value
+    assert at.dataframe[0].value.to_dict("records") == [{"row": 3, "reason": "negative amount"}]
+    assert len(at.dataframe[2].value) == 39  # the assessments table, from the job's kept batch
+    with session_scope(get_engine()) as session:
+        job = jobs.list_jobs(session, user=session.get(User, user.id), kind=KIND)[0]
+        assert job.status == "succeeded" and job.result["counts"]["scored"] == 39
+    zeros = int(at.dataframe[1].value["transactions"][0])
+    at.multiselect(key="finance_f_levels").set_value([0]).run()  # the level filter
+    assert not at.exception, at.exception
+    assert any(f"{zeros} of 39 assessments match" in c.value for c in at.caption)
+    assert (at.dataframe[2].value["risk_level"] == 0).all()
+
+
+def test_background_job_on_a_missing_file_fails_with_its_path(analyst: tuple[SignedIn, Path], tmp_path: Path) -> None:
+    from core.jobs import service as jobs
+    from core.jobs.worker import Worker
+    from domains.finance.jobs import KIND
+
+    user, _ = analyst
+    gone = tmp_path / "gone.csv"
+    with session_scope(get_engine()) as session:
+        jobs.submit(session, user=session.get(User, user.id), kind=KIND, params={"path": str(gone)})
+    Worker(get_engine(), kinds=[KIND]).run_one()
+    at = _app(user)
+    assert not at.exception
+    assert f"no transactions file at {gone}" in at.error[0].value
