@@ -154,6 +154,9 @@ class ServingState:
     ) -> list[GenRequest]:
         """Several prompts at once (queued together, so the batcher may batch them), without an event loop.
 
+        More prompts than the model's queue holds (max_queue) go in turns of max_queue, so an in-process caller with
+        a long list (a cascade's LLM budget of 120) waits for its turn instead of being refused as a full queue.
+
         Args:
             options: sampling fields for every prompt (one dict) or per prompt (a list as long as `prompts`).
         """
@@ -164,7 +167,11 @@ class ServingState:
         bodies = [SamplingFields(model=model, **o) for o in per]
         reqs = [build_request(worker, p, b, b.max_tokens) for p, b in zip(prompts, bodies, strict=True)]
         timeout = max((b.timeout(worker.spec.timeout_s) for b in bodies), default=worker.spec.timeout_s)
-        return worker.run_many_blocking(reqs, timeout)
+        turn = max(1, worker.spec.max_queue)
+        done: list[GenRequest] = []
+        for start in range(0, len(reqs), turn):
+            done += worker.run_many_blocking(reqs[start : start + turn], timeout)
+        return done
 
     def check_key(self, key: str, *, client: str = "") -> KeyIdentity:
         """The active API key's client and role; throttled per client address.

@@ -80,3 +80,15 @@ def test_finance_cascade_answers_parse_at_int4_and_count_in_the_metrics(tiny_gen
         assert not all(parse_risk(a).ok for a in unconstrained.loc[unconstrained["adjudicated"], "llm_answer"])
     finally:
         state.close()
+
+
+def test_more_in_process_prompts_than_the_queue_holds_wait_their_turn(tiny_genai_dir) -> None:  # type: ignore[no-untyped-def]
+    """A cascade budget larger than max_queue (bench/finance.py's 120 against 64) once failed with QueueFull."""
+    from core.serving.state import ServingState
+
+    state = ServingState.in_process({"risk": tiny_genai_dir}, max_queue=4)
+    try:
+        done = state.generate_many_blocking("risk", [f"case {i}" for i in range(10)], {"max_tokens": 2})
+        assert len(done) == 10 and all(r.prompt_ids is not None for r in done)
+    finally:
+        state.close()
