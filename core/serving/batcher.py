@@ -120,7 +120,8 @@ class ModelWorker:
             if self._closed:
                 return None
             head = self._queue[0].req
-            if spec.prefix_cache == "prefer" and self.model.can_cache(head):
+            alone = head.constraint is not None  # engine.py's note above GenRequest says why
+            if alone or (spec.prefix_cache == "prefer" and self.model.can_cache(head)):
                 first = self._queue.popleft()
                 self.metrics.requests_waiting.labels(spec.name).set(len(self._queue))
                 return [first] if not head.cancelled.is_set() else []

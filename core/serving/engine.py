@@ -78,6 +78,14 @@ class Constraint:
         return self.kind, str(self.value)
 
 
+# Constrained requests run alone, never in a static batch with others. onnxruntime-genai 0.18's guidance logits
+# processor keeps one grammar matcher per row and, once a row's grammar has accepted EOS while other rows are still
+# decoding, still asks that matcher for a mask on the next step; the matcher raises "compute_mask() called after
+# stop" and the whole batch fails (constrained answers of different lengths in one batch reproduce it:
+# tests/unit/core/serving/test_engine.py). Alone they cost nothing measurable on 2 cores, where batching adds about
+# 1.1x (bench/serve.py), and each can take the cached-prefix path.
+
+
 @dataclass(eq=False)
 class GenRequest:
     """One request: inputs, sampling, and the result fields the engine fills in.
@@ -331,12 +339,18 @@ class LoadedModel:
     def generate(self, batch: list[GenRequest]) -> None:
         """Run `batch` as one static batch to completion (or until every row is finished or cancelled).
 
-        All requests must share `batch_key()`. Rows are right-padded to the longest prompt.
+        All requests must share `batch_key()`. Rows are right-padded to the longest prompt. Constrained rows never
+        share a static batch: they run one after another (the note above GenRequest says why).
 
         Raises:
             ValidationError: when prompt plus max_new_tokens exceeds the model's context length.
         """
         first = batch[0]
+        if first.constraint is not None and len(batch) > 1:
+            for req in batch:
+                if not req.cancelled.is_set():
+                    self.generate([req])
+            return
         longest = max(len(r.prompt_ids) for r in batch)
         max_length = longest + max(r.max_new_tokens for r in batch)
         self._check_length(longest, max_length - longest)

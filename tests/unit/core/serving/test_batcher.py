@@ -55,6 +55,26 @@ def test_mixed_keys_and_lengths_are_batched_apart_and_match_alone(tiny_loaded: L
         worker.close()
 
 
+def test_constrained_requests_run_alone_and_all_finish(tiny_loaded: LoadedModel) -> None:
+    """Constrained rows never share a static batch (onnxruntime-genai 0.18 fails a batch whose grammars stop apart)."""
+    metrics = ServingMetrics()
+    worker = ModelWorker(tiny_loaded, ModelSpec(name="tiny", max_batch_size=8, max_wait_ms=200), metrics)
+    choice = Constraint("choice", ("low", "medium risk", "high risk: escalate now"))
+
+    async def run() -> list[GenRequest]:
+        reqs = [_req(tiny_loaded, t, max_new_tokens=16, constraint=choice) for t in ("a", "bb", "ccc d", "e f g h")]
+        return list(await asyncio.gather(*(worker.run(r, 30) for r in reqs)))
+
+    try:
+        got = asyncio.run(run())
+        assert all(r.text in choice.value for r in got), [r.text for r in got]
+        sample = metrics.registry.get_sample_value
+        assert sample("finmed:batch_size_count", {"model_name": "tiny"}) == 4  # four batches ...
+        assert sample("finmed:batch_size_sum", {"model_name": "tiny"}) == 4  # ... of one request each
+    finally:
+        worker.close()
+
+
 def test_queue_bound_and_timeout(slow_loaded: LoadedModel) -> None:
     metrics = ServingMetrics()
     worker = ModelWorker(slow_loaded, ModelSpec(name="tiny", max_batch_size=1, max_wait_ms=0, max_queue=1), metrics)

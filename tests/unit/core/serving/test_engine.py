@@ -65,6 +65,28 @@ def test_json_schema_and_choice_constraints_hold(model: LoadedModel) -> None:
     assert choice.text in ("approve", "reject")
 
 
+def test_constrained_answers_of_different_lengths_all_finish(model: LoadedModel) -> None:
+    """Six constrained rows that stop at different steps: onnxruntime-genai 0.18 failed such a static batch with
+    "compute_mask() called after stop"; the engine runs constrained rows alone, so each finishes under its regex."""
+    pattern = "Risk level: [0-5](; Basis: (none|night_time|a very long basis text here))?"
+    constraint = Constraint("regex", pattern)
+    questions = ["a", "bb", "amount 5 at 2", "three transfers", "hello there", "x y z"]
+
+    def requests() -> list[GenRequest]:  # no shared system turn: the tiny model's answers then differ in length
+        prompts = [f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n" for q in questions]
+        return [GenRequest(prompt_ids=model.encode(p), max_new_tokens=32, constraint=constraint) for p in prompts]
+
+    batch = requests()
+    model.generate(batch)
+    for req in batch:
+        assert req.finish_reason == "stop" and re.fullmatch(pattern, req.text), (req.text, req.finish_reason)
+    alone = requests()
+    for req in alone:
+        model.generate([req])
+    assert [r.token_ids for r in alone] == [r.token_ids for r in batch]
+    assert len({len(r.token_ids) for r in batch}) > 1  # the rows did stop at different lengths
+
+
 def test_logprobs_and_first_position_scores(model: LoadedModel) -> None:
     req = _request(model, QUESTIONS[1], max_new_tokens=6, logprobs=True, top_logprobs=3, score_token_ids=(5, 6, 7))
     model.generate([req])
