@@ -29,6 +29,7 @@ from bench.common import REPO, require_quiet
 PAGES = (
     ("analyst", "status", "Status"),
     ("analyst", "finance", "Risk scoring"),
+    ("radiologist", "medical", "Radiology worklist"),
     ("compliance", "compliance", "Review queue"),
     ("compliance", "audit", "Audit trail"),
     ("engineer", "operations", "Operations"),
@@ -37,8 +38,9 @@ PAGES = (
 FLAGGED_SHARE = 0.02
 
 
-def seed(rows: int) -> dict[str, Any]:
-    """Users, `rows` assessments, review items (with outputs and audit events) for the flagged ones."""
+def seed(rows: int, drafts: int) -> dict[str, Any]:
+    """Users, `rows` assessments, review items (with outputs and audit events) for the flagged ones, and `drafts`
+    drafted impressions waiting in the radiologist queue (two hospitals)."""
     from core.audit.record import record_event
     from core.auth.users import create_user
     from core.db.base import utcnow
@@ -46,6 +48,7 @@ def seed(rows: int) -> dict[str, Any]:
     from core.db.migrate import upgrade
     from core.review.tables import ModelOutput, ReviewItem
     from domains.finance.tables import Assessment
+    from domains.medical.tables import MedicalDraft
 
     engine = get_engine()
     upgrade(engine)
@@ -53,7 +56,7 @@ def seed(rows: int) -> dict[str, Any]:
     with session_scope(engine) as session:
         users = {
             r: create_user(session, username=r, role=r, password="bench-password")
-            for r in ("analyst", "compliance", "engineer", "admin")
+            for r in ("analyst", "radiologist", "compliance", "engineer", "admin")
         }
         signed = {r: (u.id, u.username, u.role) for r, u in users.items()}
     batch = uuid.uuid4().hex
@@ -129,6 +132,7 @@ def seed(rows: int) -> dict[str, Any]:
                 for i in ids
             ],
         )
+    _seed_drafts(engine, drafts, signed["radiologist"][0], now, ModelOutput, ReviewItem, MedicalDraft)
     for start in range(0, flagged, 1000):
         with session_scope(engine) as session:
             for i in range(start, min(flagged, start + 1000)):
@@ -136,6 +140,56 @@ def seed(rows: int) -> dict[str, Any]:
                     session, actor="analyst", action="review.routed", subject_type="review_item", subject_id=str(i + 1)
                 )
     return {"users": signed, "flagged": flagged}
+
+
+def _seed_drafts(engine: Any, drafts: int, author: int, now: Any, output: Any, item: Any, draft: Any) -> None:
+    """`drafts` drafted impressions, each with its model output and a pending radiologist review item."""
+    from core.db.engine import session_scope
+
+    study = {"indication": "Cough.", "findings": "The lungs are clear. No pleural effusion.", "comparison": ""}
+    for start in range(0, drafts, 1000):
+        chunk = range(start, min(drafts, start + 1000))
+        with session_scope(engine) as session:
+            first = session.scalar(select(output.id).order_by(output.id.desc()).limit(1)) or 0
+            session.execute(
+                insert(output),
+                [
+                    {
+                        "domain": "medical", "input_text": f"S{i}", "system_prompt": "", "prompt": f"draft S{i}",
+                        "raw_output": "No acute cardiopulmonary process.", "parsed": {}, "parse_error": "",
+                        "model_name": "medical:bench", "model_version": 1, "precision": "int8", "latency_ms": 500.0,
+                        "context_ids": [], "created_at": now, "created_by": author,
+                    }
+                    for i in chunk
+                ],
+            )  # fmt: skip
+            outputs = session.scalars(select(output.id).where(output.id > first).order_by(output.id)).all()
+            session.execute(
+                insert(item),
+                [
+                    {
+                        "output_id": o, "domain": "medical", "queue": "radiologist", "state": "pending",
+                        "priority": 50, "reasons": ["draft"], "policy_name": "medical-default", "policy_version": 1,
+                        "policy_hash": "0" * 64, "created_at": now, "decision_reason": "",
+                    }
+                    for o in outputs
+                ],
+            )  # fmt: skip
+            items = session.scalars(select(item.id).where(item.output_id.in_(outputs)).order_by(item.id)).all()
+            session.execute(
+                insert(draft),
+                [
+                    {
+                        "study_id": f"S{i}", "hospital": ("st_marys", "lakeside")[i % 2], "study": study,
+                        "prompt": f"draft S{i}", "draft_text": "No acute cardiopulmonary process.",
+                        "draft_labels": {"pleural effusion": "absent"}, "model_name": "medical:bench",
+                        "model_version": 1, "precision": "int8", "latency_ms": 500.0, "context_ids": [],
+                        "output_id": o, "review_item_id": it, "state": "drafted", "created_at": now,
+                        "created_by": author,
+                    }
+                    for i, o, it in zip(chunk, outputs, items, strict=True)
+                ],
+            )  # fmt: skip
 
 
 def time_pages(users: dict[str, tuple[int, str, str]], repeat: int) -> list[dict[str, Any]]:
@@ -173,6 +227,7 @@ def time_pages(users: dict[str, tuple[int, str, str]], repeat: int) -> list[dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="scored transactions to seed")
+    parser.add_argument("--drafts", type=int, default=5_000, help="drafted impressions in the radiologist queue")
     parser.add_argument("--repeat", type=int, default=5, help="timed loads per page (after one warm-up)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="folder for the result files")
     parser.add_argument("--allow-busy", action="store_true", help="run on busy cores (the results say so)")
@@ -181,7 +236,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="finmed-bench-dash-") as data:
         os.environ["FINMED_DATA_DIR"] = data
         t0 = time.perf_counter()
-        seeded = seed(args.rows)
+        seeded = seed(args.rows, args.drafts)
         seed_s = time.perf_counter() - t0
         rows = time_pages(seeded["users"], args.repeat)
     table = (
@@ -193,14 +248,18 @@ def main() -> None:
         for r in rows
     )
     head = (
-        f"{args.rows} scored transactions, {seeded['flagged']} open review items (seeded in {seed_s:.0f} s); "
+        f"{args.rows} scored transactions, {seeded['flagged']} open finance review items, {args.drafts} drafts in "
+        f"the radiologist queue (seeded in {seed_s:.0f} s); "
         f"{args.repeat} timed loads per page after one warm-up. Machine: {machine}"
     )
     print(head + "\n\n" + table)
     args.out.mkdir(parents=True, exist_ok=True)
-    command = f"PYTHONPATH=. python bench/dashboard.py --rows {args.rows} --repeat {args.repeat}"
+    command = f"PYTHONPATH=. python bench/dashboard.py --rows {args.rows} --drafts {args.drafts} --repeat {args.repeat}"
     (args.out / "dashboard.json").write_text(
-        json.dumps({"machine": machine, "rows": args.rows, "flagged": seeded["flagged"], "pages": rows}, indent=2)
+        json.dumps(
+            {"machine": machine, "rows": args.rows, "drafts": args.drafts, "flagged": seeded["flagged"], "pages": rows},
+            indent=2,
+        )
         + "\n"
     )
     (args.out / "dashboard.md").write_text(
