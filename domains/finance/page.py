@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.auth.roles import acting_user
 from core.db.engine import get_engine, session_scope
-from core.db.tables import User
 from core.errors import FinmedError
 from core.jobs import service as jobs
 from core.jobs.panel import acting, job_caption, job_panel
@@ -97,7 +97,7 @@ def _score(raw: pd.DataFrame, mapping: dict[str, str], user_id: int) -> None:
         bar.progress(done / max(total, 1), text=f"LLM adjudication: {done} of {total}")
 
     with session_scope(get_engine()) as session:
-        user = session.get(User, user_id)
+        user = acting_user(session, user_id=user_id)
         result = score_batch(
             session,
             user=user,
@@ -295,7 +295,7 @@ def _results(user_id: int) -> None:
         from domains.finance.service import store_and_route
 
         with session_scope(get_engine()) as session:
-            routed = store_and_route(session, user=session.get(User, user_id), result=result)
+            routed = store_and_route(session, user=acting_user(session, user_id=user_id), result=result)
         state["stored"] = f"Stored {routed['stored']} assessments; {routed['queued']} queued for review."
         st.rerun()
     _detail(result, window)

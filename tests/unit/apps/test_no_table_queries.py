@@ -1,4 +1,4 @@
-"""Acceptance: no page imports a table class (pages call services that check the role); type-only imports and
+"""Acceptance: no page (apps/ and each domain's page.py) imports a table class (pages call services that check the role); type-only imports and
 constants (ROLES) are fine."""
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from pathlib import Path
 
 from sqlalchemy.orm import DeclarativeBase
 
-APPS = Path(__file__).resolve().parents[3] / "apps"
+REPO = Path(__file__).resolve().parents[3]
+APPS = REPO / "apps"
+PAGES = [*sorted(APPS.rglob("*.py")), *sorted((REPO / "domains").glob("*/page.py"))]  # the app and the domain pages
 
 
 def test_pages_import_no_table_class() -> None:
     offenders = []
-    for path in sorted(APPS.rglob("*.py")):
+    assert len(PAGES) > len(list(APPS.rglob("*.py")))  # the domain pages were found
+    for path in PAGES:
         tree = ast.parse(path.read_text())
         type_only = {
             id(n)
@@ -28,5 +31,5 @@ def test_pages_import_no_table_class() -> None:
                 for alias in node.names:
                     value = getattr(module, alias.name, None)
                     if isinstance(value, type) and issubclass(value, DeclarativeBase):
-                        offenders.append(f"{path.relative_to(APPS)} imports {node.module}.{alias.name}")
+                        offenders.append(f"{path.relative_to(REPO)} imports {node.module}.{alias.name}")
     assert offenders == []
