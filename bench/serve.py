@@ -384,7 +384,7 @@ def _llama_cpp_probe(gguf: Path) -> str | None:
         return None
     return (
         f"llama-cpp-python {version('llama-cpp-python')} crashed (exit {done.returncode}) decoding a multi-token "
-        "prompt on this CPU"
+        "prompt on this CPU (a native build; pyproject.toml's `bench` extra names the CMAKE_ARGS of a generic one)"
     )
 
 
