@@ -239,9 +239,13 @@ class ModelWorker:
     def run_many_blocking(self, reqs: list[GenRequest], timeout_s: float) -> list[GenRequest]:
         """Queue every request of `reqs` (so they can share batches), then wait for all of them.
 
+        `timeout_s` bounds the wait for the next answer, not for the whole list: a caller queueing more requests
+        than one batch holds (a cascade's 64 prompts) waits its turn as long as answers keep coming, while a stalled
+        model still times out.
+
         Raises:
             QueueFull: the queue filled up (requests already queued are withdrawn).
-            RequestTimeout: not all finished within `timeout_s`; the unfinished ones are cancelled.
+            RequestTimeout: no request finished for `timeout_s`; the unfinished ones are cancelled.
         """
         pendings: list[_Pending] = []
         try:
@@ -259,6 +263,8 @@ class ModelWorker:
                 raise RequestTimeout(
                     f"model {self.spec.name!r} did not answer within {timeout_s:g} s; retry, or raise timeout_s"
                 )
+            latest = max((q.finished_at or 0.0) for q in pendings if q.done.is_set())
+            deadline = max(deadline, latest + timeout_s)  # an answer came: the next one gets a full timeout_s
         for p in pendings:
             if p.error is not None:
                 raise p.error

@@ -100,3 +100,25 @@ def test_queue_bound_and_timeout(slow_loaded: LoadedModel) -> None:
         asyncio.run(run())
     finally:
         worker.close()
+
+
+def test_a_long_blocking_list_waits_its_turn_but_a_stall_times_out(slow_loaded: LoadedModel) -> None:
+    """run_many_blocking's timeout bounds the wait for the next answer: six one-at-a-time requests finish under a
+    timeout of three times one request's time (their total is about six), and one request longer than it still fails."""
+    import time
+
+    worker = ModelWorker(slow_loaded, ModelSpec(name="slow", max_batch_size=1, max_wait_ms=0), ServingMetrics())
+
+    def reqs(n: int, tokens: int) -> list[GenRequest]:
+        return [_req(slow_loaded, f"Impression {i}:", max_new_tokens=tokens, min_new_tokens=tokens) for i in range(n)]
+
+    try:
+        started = time.perf_counter()
+        worker.run_many_blocking(reqs(1, 120), 30)
+        one = time.perf_counter() - started
+        done = worker.run_many_blocking(reqs(6, 120), 3 * one)
+        assert [len(r.token_ids) for r in done] == [120] * 6, one
+        with pytest.raises(RequestTimeout):
+            worker.run_many_blocking(reqs(1, 400), 0.03)
+    finally:
+        worker.close()
