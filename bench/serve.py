@@ -63,7 +63,9 @@ CONFIGS = (  # name, batching, prefix cache
     ("no_batching_prefix", False, "alone"),
     ("batching", True, "off"),
     ("batching_prefix", True, "alone"),
+    ("batching_prefer", True, "prefer"),  # requests with a cached prefix run alone on it; the rest are batched
 )
+PREFIXED_BATCHING = ("batching_prefix", "batching_prefer")
 Request = tuple[str, list[dict[str, str]], int]
 
 
@@ -517,10 +519,13 @@ def report(res: dict[str, Any], ceiling: dict[str, Any], constrained: dict[str, 
             f"| {name} | {r['cpu_s_per_1000']:.0f} | {_x(r.get('finance_ttft_ms_c1'), '.0f', '')} | "
             f"{r['draft_p95_ms_c1']:.0f} |"
         )
-    bp, nb, b = res.get("batching_prefix"), res.get("no_batching"), res.get("batching")
+    # the batching server with prefix reuse: the better of its two policies at c16, named in the goals
+    best = max((n for n in PREFIXED_BATCHING if n in res), key=lambda n: _at(res[n], 16, "qps") or 0, default="-")
+    bp, nb, b = res.get(best), res.get("no_batching"), res.get("batching")
     nbp, tf = res.get("no_batching_prefix"), res.get("transformers_fp32")
     q_bp = _at(bp, 16, "qps")
-    of_ceiling = _ratio(q_bp, ceiling["qps_c16"])
+    top = max(ceiling["qps_c16"], ceiling["qps_prefix_b1"])  # the server may reuse the prefix: so may its ceiling
+    of_ceiling = _ratio(q_bp, top)
     vs_nb = _ratio(q_bp, _at(nb, 16, "qps"))
     batching_alone = _ratio(_at(b, 16, "qps"), _at(nb, 16, "qps"))
     ttft = _ratio(nb and nb["finance_ttft_ms_c1"], nbp and nbp["finance_ttft_ms_c1"])
@@ -528,7 +533,8 @@ def report(res: dict[str, Any], ceiling: dict[str, Any], constrained: dict[str, 
     cost = _ratio(tf and tf["cpu_s_per_1000"], bp and bp["cpu_s_per_1000"])
     lines += [
         "", "## Goals", "",
-        _goal("server at c16 >= 85% of the engine ceiling (batching + prefix)", of_ceiling,
+        f"Batching server with prefix reuse below: {best} (the better of {', '.join(PREFIXED_BATCHING)} at c16).", "",
+        _goal(f"server at c16 >= 85% of the engine ceiling ({top:.2f} QPS, the better of the two above)", of_ceiling,
               of_ceiling is not None and of_ceiling >= 0.85, _x(of_ceiling and 100 * of_ceiling, ".0f", "%")),
         _goal("batching + prefix reuse >= 2x QPS of no batching without it (c16)", vs_nb,
               vs_nb is not None and vs_nb >= 2, _x(vs_nb)),
@@ -564,6 +570,7 @@ def report(res: dict[str, Any], ceiling: dict[str, Any], constrained: dict[str, 
             }
             for name, r in res.items()
         },
+        "batching_with_prefix": best,
         "ceiling": {"qps_c16": ceiling["qps_c16"], "qps_prefix_b1": ceiling["qps_prefix_b1"], "rows": ceiling["rows"]},
         "constrained": constrained,
         "skipped": skipped,
