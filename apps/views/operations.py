@@ -1,5 +1,6 @@
 """Operations page (engineer, admin): training runs with loss and gradient-health charts, quantization reports,
-model versions with promote and rollback (refused with the gate's reason), and a model server's /metrics."""
+model versions with promote and rollback (refused with the gate's reason), a model server's /metrics, and the data
+filter's reports."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import streamlit as st
 
 from apps.auth import SignedIn
 from apps.common import acting, fmt_time, page
+from core.data.reports import list_filter_reports, reason_rows, tier_rows
 from core.errors import FinmedError
 from core.finetune.runs import list_runs, read_metrics
 from core.models.registry import check_accuracy_gate, list_versions, promote
@@ -157,12 +159,41 @@ def _serving(signed: SignedIn) -> None:
     st.dataframe(frame, hide_index=True, width="stretch")
 
 
+def _data_filter(signed: SignedIn) -> None:
+    with acting(signed) as (_session, user):
+        reports = list_filter_reports(user=user, root=_root())
+    if not reports:
+        st.info(
+            f"No data filter reports under {_root()}: run "
+            "`finmed data filter --in records.jsonl --out DIR/clean.jsonl --domain finance` with DIR inside it."
+        )
+        return
+    labels = [str(folder.relative_to(_root())) for folder, _ in reports]
+    chosen = st.selectbox("Filter report", labels, key="ops_filter_report")
+    _folder, report = reports[labels.index(chosen)]
+    st.caption(
+        f"{report.get('input', '?')} -> {report.get('output', '?')} ({report.get('domain', '?')}): "
+        f"{report.get('records_in', '?')} records in, {report.get('records_out', '?')} kept; "
+        f"rejected records with their line and reason in {report.get('rejected', '?')}"
+    )
+    tiers = pd.DataFrame(tier_rows(report))
+    st.dataframe(tiers, hide_index=True, width="stretch")
+    if not tiers.empty:
+        st.bar_chart(tiers.set_index("tier")[["passed", "dropped", "flagged"]])
+    reasons = pd.DataFrame(reason_rows(report))
+    if reasons.empty:
+        st.caption("No record was dropped or flagged.")
+    else:
+        st.dataframe(reasons, hide_index=True, width="stretch")
+
+
 @page
 def render(signed: SignedIn) -> None:
-    """Draw the four sections as tabs."""
+    """Draw the five sections as tabs."""
     st.title("Operations")
-    tabs = st.tabs(["Training runs", "Quantization", "Model versions", "Serving"])
-    for tab, section in zip(tabs, (_training, _quantization, _versions, _serving), strict=True):
+    tabs = st.tabs(["Training runs", "Quantization", "Model versions", "Serving", "Data filter"])
+    sections = (_training, _quantization, _versions, _serving, _data_filter)
+    for tab, section in zip(tabs, sections, strict=True):
         with tab:
             try:
                 section(signed)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from apps.auth import SignedIn
 from core.db.engine import get_engine, session_scope
 from core.db.tables import ModelVersion, User
@@ -19,6 +21,7 @@ def test_empty_states_say_what_to_do(people: dict[str, SignedIn]) -> None:
     texts = [i.value for i in at.info]
     assert any("finmed train" in t for t in texts) and any("finmed quant-report" in t for t in texts)
     assert any("No model versions registered" in t for t in texts)
+    assert any("finmed data filter" in t for t in texts)
 
 
 def test_run_charts_and_gate_refusal_and_rollback(people: dict[str, SignedIn]) -> None:
@@ -100,3 +103,35 @@ def test_status_lists_jobs(people: dict[str, SignedIn]) -> None:
     at = open_app(people["compliance"])
     jobs = at.dataframe[1].value
     assert jobs[["kind", "status"]].to_dict("records") == [{"kind": "audit.verify", "status": "queued"}]
+
+
+def test_data_filter_report_tab(people: dict[str, SignedIn]) -> None:
+    """A report `finmed data filter`'s code wrote under the data folder: its tiers and reasons show, counts intact."""
+    from core.errors import PermissionDenied
+    from core.data.checks import DataChecks
+    from core.data.filter import FilterOptions, run_filter
+    from core.data.reports import list_filter_reports
+
+    def record(user: str, answer: str) -> str:
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        return json.dumps({"messages": messages})
+
+    good = record("Score the card payment of 12.00 EUR at noon.", "Risk level: 0; Basis: none")
+    folder = get_settings().data_dir / "data" / "march"
+    folder.mkdir(parents=True)
+    src = folder / "records.jsonl"
+    src.write_text("\n".join([good, good, good[:-5], record("Another payment of 40.00 EUR.", "Risk level: 1")]) + "\n")
+    out = folder / "clean.jsonl"
+    run_filter(src, out, out.with_name("report.json"), checks=DataChecks(languages=("en",)), domain="test",
+               options=FilterOptions())  # fmt: skip
+    at = open_app(people["engineer"], "operations")
+    assert not at.exception, at.exception
+    frames = [d.value for d in at.dataframe]
+    tiers = next(f for f in frames if "tier" in f and "passed" in f)
+    assert (tiers["passed"] + tiers["dropped"] == tiers["input"]).all() and tiers["input"].iloc[0] == 4
+    reasons = next(f for f in frames if "reason" in f)
+    assert set(reasons["reason"]) >= {"exact_duplicate", "bad_json"}
+    assert reasons.set_index("reason").loc["bad_json", "example line"] == 3
+    assert any("4 records in, 2 kept" in c.value for c in at.caption)
+    with session_scope(get_engine()) as session, pytest.raises(PermissionDenied):
+        list_filter_reports(user=session.get(User, people["analyst"].id), root=get_settings().data_dir)
