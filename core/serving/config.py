@@ -29,9 +29,10 @@ class ModelSpec(BaseModel):
     max_new_tokens_limit: int = Field(512, ge=1, description="Largest max_tokens a request may ask for.")
     max_prompt_tokens: int = Field(2048, ge=1, description="Longer prompts get 400 (before tokenising: 4 bytes/token).")
     prefix_cache: Literal["off", "alone", "prefer"] = Field(
-        "alone",
+        "prefer",
         description="Shared prompt prefixes (system turns) computed once: off; alone = when a request runs by itself; "
-        "prefer = requests with a cached prefix always run alone on it instead of joining a batch.",
+        "prefer (default) = requests with a cached prefix always run alone on it instead of joining a batch, the "
+        "rest are batched (the best of the three in bench/results/serve.md, where prefill dominates).",
     )
     ort_spinning: bool = Field(
         True,

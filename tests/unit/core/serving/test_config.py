@@ -54,7 +54,7 @@ def test_prefix_cache_reads_yaml_off_and_names_bad_values(tmp_path: Path) -> Non
     path.write_text("models:\n  - name: m\n    prefix_cache: off\n  - name: n\n    prefix_cache: prefer\n")
     config = load_serve_config(path)
     assert [m.prefix_cache for m in config.models] == ["off", "prefer"]
-    assert ModelSpec(name="x").prefix_cache == "alone"
+    assert ModelSpec(name="x").prefix_cache == "prefer"
     path.write_text("models:\n  - name: m\n    prefix_cache: always\n")
     with pytest.raises(ValidationError, match="models.0.prefix_cache"):
         load_serve_config(path)
