@@ -86,6 +86,8 @@ def fine_tune(
     from transformers import AutoConfig
 
     layers = AutoConfig.from_pretrained(str(base)).num_hidden_layers
+    with train_path.open() as fh:
+        rows = sum(1 for _ in fh)
     config = {
         "model": {"base": str(base)},
         "method": {
@@ -94,8 +96,9 @@ def fine_tune(
             "lora_layers": list(range(layers - top_layers, layers)),
         },
         "dataset": {"path": str(train_path), "max_length": 160, "eval_fraction": 0.02},
-        "train": {"seed": 0, "max_steps": steps, "batch_size": batch, "lr": lr, "warmup_steps": 10,
-                  "save_steps": max(steps, 1)},
+        # epochs enough for max_steps to be what stops the run (one epoch of 1,200 records is ~294 steps)
+        "train": {"seed": 0, "max_steps": steps, "epochs": 1 + steps * batch // max(1, rows),
+                  "batch_size": batch, "lr": lr, "warmup_steps": 10, "save_steps": max(steps, 1)},
         "output": {"dir": str(work / "runs"), "name": "bench-lora", "overwrite": True},
     }  # fmt: skip
     config_path = work / "train.json"
@@ -191,6 +194,15 @@ def goals(report: dict[str, Any]) -> list[str]:
     return [f"- {name}: {value} — {'met' if ok else 'MISSED'}" for name, ok, value in checks]
 
 
+def trained_steps(run_dir: Path) -> int | None:
+    """The last optimizer step the run's metrics.jsonl records (what the table was measured on, not --steps)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    steps = [json.loads(line).get("step") for line in path.read_text().splitlines() if line.strip()]
+    return max((s for s in steps if isinstance(s, int)), default=None)
+
+
 def results_markdown(report: dict[str, Any], result: dict[str, Any], table: str, args: argparse.Namespace) -> str:
     seconds = result["seconds"]
     return (
@@ -199,7 +211,8 @@ def results_markdown(report: dict[str, Any], result: dict[str, Any], table: str,
         f"    PYTHONPATH=$PWD .venv/bin/python {' '.join(['bench/quantize.py', *sys.argv[1:]])}\n\n"
         f"Machine: {args.machine}. Training peak memory (VmHWM of the training process): "
         f"{result.get('train_peak_mem_mb') or float('nan'):.0f} MB.\n\n"
-        f"Model {portable(report['model'])} with a LoRA adapter fine-tuned for {args.steps} steps (batch {args.batch}, "
+        f"Model {portable(report['model'])} with a LoRA adapter fine-tuned for {result['train_steps']} steps "
+        f"(batch {args.batch}, "
         f"LoRA r=16 on the top {args.top_layers} layers{', run reused' if args.reuse_run else ''}) on a seeded "
         "synthetic risk-level task; "
         f"{report['n_eval']} held-out eval records, metric {report['metric']} (drops in percentage points vs fp32 "
@@ -261,6 +274,7 @@ def main() -> None:
     result = summary(report)
     result["seconds"] = {"fine_tune": round(trained - started), "report": round(time.perf_counter() - trained)}
     result["train_peak_mem_mb"] = training["peak_mem_mb"]
+    result["train_steps"] = trained_steps(run_dir)
     result["machine"] = args.machine
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "quantize.json").write_text(json.dumps(portable(result), indent=2))
