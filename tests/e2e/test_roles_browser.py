@@ -103,14 +103,19 @@ def test_roles_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
             except Exception:
                 _shot(analyst, "1-analyst-scoring-failed")  # what the page showed instead
                 raise
+            # the riskiest transaction opens first (the table is sorted by level): its detail and similar cases
+            analyst.get_by_text("Similar labelled cases").wait_for(timeout=60_000)
+            assert analyst.get_by_text(re.compile(r"^Level [0-5]")).count() >= 1
             _shot(analyst, "1-analyst-scored")
             analyst.get_by_role("button", name="Store and route to review").click()
             analyst.get_by_text("queued for review").wait_for(timeout=60_000)
             _shot(analyst, "2-analyst-sent-to-review")
             # The URL of another role's page leads to the analyst's default page, not the page.
-            analyst.goto(f"{url}/compliance", wait_until="domcontentloaded")
-            analyst.get_by_role("heading", name="Status").wait_for(timeout=60_000)
-            assert analyst.get_by_role("heading", name="Review queue").count() == 0
+            for path, heading in (("compliance", "Review queue"), ("medical", "Radiology worklist"),
+                                  ("operations", "Operations")):  # fmt: skip
+                analyst.goto(f"{url}/{path}", wait_until="domcontentloaded")
+                analyst.get_by_role("heading", name="Status").wait_for(timeout=60_000)
+                assert analyst.get_by_role("heading", name=heading).count() == 0, path
             # A reload keeps the sign-in (signed session cookie).
             analyst.reload(wait_until="domcontentloaded")
             analyst.get_by_text("Signed in as ana1").wait_for(timeout=60_000)
