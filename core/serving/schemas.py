@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 MAX_TOP_LOGPROBS = 20
 # Constraints are declared as types (not only checked in validators) so the OpenAPI document states them.
 StopString = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON Schema integer: an int or an integral float (1.0), never a boolean or a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+# Integers and booleans as the OpenAPI document states them: pydantic's lax mode would take `true` or "3" for an
+# integer and 0 or "yes" for a boolean, which the document calls invalid (the contract test's fuzzer sends them),
+# while JSON Schema does call 1.0 an integer. Booleans are StrictBool; integer fields stay `int` (so their bounds
+# appear in the document as minimum/maximum) and pass through _json_integer first. Numbers stay lax.
+INTEGER_FIELDS = ("max_tokens", "top_k", "n", "seed", "min_tokens", "top_logprobs")
 
 
 class JsonSchemaFormat(BaseModel):
@@ -16,7 +34,7 @@ class JsonSchemaFormat(BaseModel):
 
     name: str = Field("response", max_length=64)
     schema_: dict[str, Any] = Field(alias="schema", description="A JSON schema.")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class PlainFormat(BaseModel):
@@ -39,7 +57,7 @@ ResponseFormat = Annotated[PlainFormat | SchemaFormat, Field(discriminator="type
 class StreamOptions(BaseModel):
     """OpenAI `stream_options`: include_usage sends a last chunk with empty choices and the token usage."""
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 # What counts as "given" for each output constraint (core.serving.requests.constraint_of reads them the same way).
@@ -73,7 +91,7 @@ class SamplingFields(BaseModel):
     stop: StopString | Annotated[list[StopString], Field(max_length=4)] | None = Field(
         None, description="Up to 4 stop strings of 1-64 characters."
     )
-    stream: bool = False
+    stream: StrictBool = False
     seed: int | None = None
     min_tokens: int = Field(0, ge=0, description="vLLM extension: never stop before this many tokens.")
     guided_regex: str | None = Field(None, max_length=2000, description="vLLM extension: output matches regex.")
@@ -96,6 +114,16 @@ class SamplingFields(BaseModel):
     request_timeout_s: float | None = Field(
         None, gt=0, le=3600, description="finmed extension: answer 504 sooner than the model's timeout_s."
     )
+
+    @field_validator(*INTEGER_FIELDS, mode="before")
+    @classmethod
+    def _integers(cls, value: Any) -> Any:
+        return value if value is None else _json_integer(value)
+
+    @field_validator("score_token_ids", mode="before")
+    @classmethod
+    def _token_ids(cls, value: Any) -> Any:
+        return [_json_integer(v) for v in value] if isinstance(value, list) else value
 
     @field_validator("stop")
     @classmethod
@@ -129,8 +157,13 @@ class CompletionRequest(SamplingFields):
     prompt: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=64)] = Field(
         description="Prompt text, or a list of 1-64 prompts (one choice each); a prompt has at least one character."
     )
-    echo: bool = False
+    echo: StrictBool = False
     logprobs: int | None = Field(None, ge=0, le=5, description="Log-probabilities of this many top tokens.")
+
+    @field_validator("logprobs", mode="before")
+    @classmethod
+    def _logprobs_integer(cls, value: Any) -> Any:
+        return value if value is None else _json_integer(value)
 
     def top_n(self) -> int | None:
         """Alternatives per token to report, or None when logprobs were not asked for."""
@@ -160,7 +193,12 @@ class ChatCompletionRequest(SamplingFields):
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
-    logprobs: bool | None = Field(None, description="Return each generated token's log-probability.")
+    logprobs: StrictBool | None = Field(None, description="Return each generated token's log-probability.")
+
+    @field_validator("max_completion_tokens", mode="before")
+    @classmethod
+    def _max_completion_integer(cls, value: Any) -> Any:
+        return value if value is None else _json_integer(value)
 
     def top_n(self) -> int | None:
         """Alternatives per token to report, or None when logprobs were not asked for."""
