@@ -24,9 +24,17 @@ def _json_integer(value: Any) -> Any:
 
 # Integers and booleans as the OpenAPI document states them: pydantic's lax mode would take `true` or "3" for an
 # integer and 0 or "yes" for a boolean, which the document calls invalid (the contract test's fuzzer sends them),
-# while JSON Schema does call 1.0 an integer. Booleans are StrictBool; integer fields stay `int` (so their bounds
-# appear in the document as minimum/maximum) and pass through _json_integer first. Numbers stay lax.
+# while JSON Schema does call 1.0 an integer. Booleans are StrictBool; integer and number fields keep their types (so
+# their bounds appear in the document as minimum/maximum) and pass through _json_integer / _json_number first.
 INTEGER_FIELDS = ("max_tokens", "top_k", "n", "seed", "min_tokens", "top_logprobs")
+NUMBER_FIELDS = ("temperature", "top_p", "request_timeout_s")
+
+
+def _json_number(value: Any) -> Any:
+    """A JSON number: an int or a float, never a boolean or a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
 
 
 class JsonSchemaFormat(BaseModel):
@@ -119,6 +127,11 @@ class SamplingFields(BaseModel):
     @classmethod
     def _integers(cls, value: Any) -> Any:
         return value if value is None else _json_integer(value)
+
+    @field_validator(*NUMBER_FIELDS, mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        return value if value is None else _json_number(value)
 
     @field_validator("score_token_ids", mode="before")
     @classmethod

@@ -21,6 +21,8 @@ COMPLETION = {"model": "m", "prompt": "hi"}
         ({**COMPLETION, "max_tokens": 2.5}, "max_tokens"),
         ({**COMPLETION, "logprobs": False}, "logprobs"),
         ({**COMPLETION, "score_token_ids": [1, "2"]}, "score_token_ids"),
+        ({**CHAT, "temperature": False}, "temperature"),  # a boolean for a number
+        ({**CHAT, "top_p": "0.5"}, "top_p"),
     ],
 )
 def test_wrong_json_types_are_refused_naming_the_field(body: dict[str, object], field: str) -> None:
