@@ -177,6 +177,8 @@ def serving_versions(session: Session) -> tuple[list[ModelVersion], list[str]]:
     for version in session.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version.desc())):
         by_name.setdefault(version.name, []).append(version)
     for name, versions in by_name.items():
+        if versions[0].parent_id is not None:
+            continue  # adapters: `serving_adapters`, once their bases are chosen
         promoted = [v for v in versions if v.status == "promoted"]
         candidates = promoted or [v for v in versions if v.status == "registered"]
         pick = next((v for v in candidates if v.status == "promoted" or check_accuracy_gate(v).ok), None)
@@ -190,6 +192,34 @@ def serving_versions(session: Session) -> tuple[list[ModelVersion], list[str]]:
     return chosen, notes
 
 
+def serving_adapters(
+    session: Session, bases: list[ModelVersion]
+) -> tuple[dict[int, list[ModelVersion]], list[str]]:
+    """The adapter version of each registered adapter name to serve, by the id of the chosen base version it runs on
+    (the same choice as for models), and notes on those left out (their base version is not the one served)."""
+    on: dict[int, list[ModelVersion]] = {}
+    notes: list[str] = []
+    served = {b.id: b for b in bases}
+    by_name: dict[str, list[ModelVersion]] = {}
+    query = select(ModelVersion).where(ModelVersion.parent_id.is_not(None))
+    for version in session.scalars(query.order_by(ModelVersion.name, ModelVersion.version.desc())):
+        by_name.setdefault(version.name, []).append(version)
+    for name, versions in by_name.items():
+        promoted = [v for v in versions if v.status == "promoted"]
+        candidates = promoted or [v for v in versions if v.status == "registered"]
+        pick = next((v for v in candidates if v.status == "promoted" or check_accuracy_gate(v).ok), None)
+        if pick is None:
+            reason = check_accuracy_gate(candidates[0]).message if candidates else "every version is retired"
+            notes.append(f"{name}: not served ({reason})")
+        elif pick.parent_id not in served:
+            notes.append(f"{name} v{pick.version}: not served, the base version it runs on is not the one served")
+        elif not Path(pick.path).is_dir():
+            notes.append(f"{name} v{pick.version}: not served, its folder {pick.path} is gone")
+        else:
+            on.setdefault(int(pick.parent_id), []).append(pick)
+    return on, notes
+
+
 def write_serve_config(session: Session, target: Path) -> tuple[Path | None, list[str]]:
     """Write the model server's config (ServeConfig) from the registry to `target` atomically.
 
@@ -199,9 +229,15 @@ def write_serve_config(session: Session, target: Path) -> tuple[Path | None, lis
     from core.serving.config import ServeConfig
 
     versions, notes = serving_versions(session)
+    adapters, adapter_notes = serving_adapters(session, versions)
+    notes += adapter_notes
     if not versions:
         return None, notes
-    config = ServeConfig.model_validate({"models": [{"name": v.name, "path": v.path} for v in versions]})
+    models = [
+        {"name": v.name, "path": v.path, "adapters": [{"name": a.name, "path": a.path} for a in adapters.get(v.id, [])]}
+        for v in versions
+    ]
+    config = ServeConfig.model_validate({"models": models})
     with atomic_file(target) as tmp:
         header = "# Written by `finmed up` / `finmed demo` from the model registry; rewritten on every start.\n"
         tmp.write_text(header + yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=False))

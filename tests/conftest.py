@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -233,3 +234,34 @@ def chat_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
         lines.append(json.dumps({"messages": messages}))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class AdapterExports:
+    """Two LoRA runs on the tiny model, served two ways: as adapters on one base with slots, and as merged exports."""
+
+    base: Path  # fp32 base exported with adapter slots for the runs' layout
+    adapters: dict[str, Path]  # name -> adapter export folder
+    merged: dict[str, Path]  # name -> merged fp32 export of the same run
+    runs: dict[str, Path]
+    plain: Path  # the tiny model itself at fp32, no adapter
+
+
+@pytest.fixture(scope="session")
+def adapter_exports(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AdapterExports:
+    """fp32 exports (float rounding only, so greedy answers of adapter and merged export must be the same)."""
+    from core.quantize.export import export_model
+    from core.quantize.lora_slots import export_adapter, export_base_with_slots
+    from core.quantize.precisions import ExportOptions
+
+    root = tmp_path_factory.mktemp("adapters")
+    runs = {n: make_lora_run(tiny_model_dir, root / f"run-{n}", seed=seed) for n, seed in (("a1", 1), ("a2", 2))}
+    base = root / "base"
+    fp32 = ExportOptions("fp32")
+    export_base_with_slots(model=str(tiny_model_dir), sources=[runs["a1"]], options=fp32, out_dir=base)
+    adapters = {
+        n: export_adapter(run_dir=r, base_export=base, out_dir=root / f"adapter-{n}").path for n, r in runs.items()
+    }
+    merged = {n: export_model(options=fp32, out_dir=root / f"merged-{n}", run_dir=r).path for n, r in runs.items()}
+    plain = export_model(options=fp32, out_dir=root / "plain", model=str(tiny_model_dir)).path
+    return AdapterExports(base, adapters, merged, runs, plain)

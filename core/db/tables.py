@@ -36,7 +36,8 @@ class User(Base):
 
 
 class ModelVersion(Base):
-    """A registered model (base + method + precision) that serving can load by `name` and `version`."""
+    """A registered model (base + method + precision) that serving can load by `name` and `version`; or a LoRA
+    adapter served on a registered base version (`parent_id`)."""
 
     __tablename__ = "model_versions"
     __table_args__ = (
@@ -55,6 +56,8 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # A LoRA adapter version (path: an adapter export) is served on this base version (exported with slots).
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
 
 
 class Job(Base):

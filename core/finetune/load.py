@@ -28,6 +28,7 @@ from core.finetune import bottleneck
 from core.finetune.config import TrainConfig, config_from_dict
 
 MERGEABLE = ("lora", "dora", "ia3", "adalora")
+MERGED_FROM = "finmed_merged.json"
 SOFT_PROMPT = ("prompt_tuning", "p_tuning")
 
 
@@ -134,4 +135,7 @@ def merge_for_export(run_dir: str | Path, out_dir: str | Path) -> Path:
         else:
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        # Where the weights came from, so a run trained on this folder can be served as adapters on the plain base
+        # (core.quantize.lora_slots.adapter_chain follows it).
+        (tmp / MERGED_FROM).write_text(json.dumps({"run": str(run_dir.resolve()), "method": method}, indent=2))
     return out_dir

@@ -76,9 +76,16 @@ def register_cmd(
     precision: str = typer.Option(None, help="Default: from the folder's finmed_export.json."),
     base_model: str = typer.Option(None, "--base-model", help="Default: from finmed_export.json."),
     method: str = typer.Option(None, help="lora, prompt_tuning, base, ... Default: from finmed_export.json."),
+    base_version: str = typer.Option(
+        None,
+        "--base-version",
+        help="For an adapter export (`finmed export --as-adapter`): the registered base version it is served on, "
+        "NAME:VERSION (the base must be exported with the adapter's slots, from the same model).",
+    ),
     as_user: str = _AS_USER,
 ) -> None:
-    """Register the next version of NAME for an exported model, with its measured report."""
+    """Register the next version of NAME for an exported model (or an adapter on a base version), with its measured
+    report."""
     import json
 
     from core.db.engine import get_engine, session_scope
@@ -91,9 +98,20 @@ def register_cmd(
     engine = get_engine()
     require_current(engine)
     with session_scope(engine) as session:
+        user = _acting_user(session, as_user)
+        parent = None
+        if base_version:
+            from core.errors import ValidationError
+            from core.models.registry import get_version
+
+            base_name, sep, number = base_version.rpartition(":")
+            if not sep or not number.isdigit():
+                raise ValidationError(f"--base-version {base_version!r}: expected NAME:VERSION, e.g. smollm2-slots:1")
+            parent = get_version(session, user=user, name=base_name, version=int(number))
         version = register_version(
             session,
-            user=_acting_user(session, as_user),
+            user=user,
+            parent=parent,
             name=name,
             base_model=base_model or meta.get("base_model", "unknown"),
             method=method or meta.get("method", "unknown"),
@@ -101,7 +119,8 @@ def register_cmd(
             path=path,
             metrics=metrics,
         )
-        console.print(f"registered {name} v{version.version} ({version.precision}) -> {version.path}")
+        on = f" on {parent.name} v{parent.version}" if parent is not None else ""
+        console.print(f"registered {name} v{version.version} ({version.precision}){on} -> {version.path}")
 
 
 @app.command("versions")
@@ -115,13 +134,16 @@ def versions_cmd(name: str = typer.Argument(None, help="Only this model."), as_u
     require_current(engine)
     table = Table("name", "version", "precision", "method", "status", "drop (pts)", "size MB", "path")
     with session_scope(engine) as session:
-        for v in list_versions(session, user=_acting_user(session, as_user), name=name):
+        user = _acting_user(session, as_user)
+        everything = {v.id: v for v in list_versions(session, user=user)}
+        for v in list_versions(session, user=user, name=name):
             drop, size = v.metrics.get("task_drop_pts"), v.metrics.get("size_mb")
+            parent = everything.get(v.parent_id) if v.parent_id is not None else None
             table.add_row(
                 v.name,
                 str(v.version),
                 v.precision,
-                v.method,
+                v.method + (f" on {parent.name} v{parent.version}" if parent is not None else ""),
                 v.status,
                 "-" if drop is None else f"{drop:+.2f}",
                 "-" if size is None else f"{size:.1f}",

@@ -16,6 +16,7 @@ from core.audit.record import record_event
 from core.auth.roles import require_role
 from core.db.tables import ROLES, ModelVersion, User
 from core.errors import ConflictError, NotFoundError, ValidationError
+from core.serving.adapter_files import ADAPTER_FILE
 
 DEFAULT_MAX_DROP_PTS = 1.0
 WRITERS = ("engineer", "admin")
@@ -68,24 +69,36 @@ def register_version(
     precision: str,
     path: str | Path,
     metrics: dict[str, Any] | None = None,
+    parent: ModelVersion | None = None,
 ) -> ModelVersion:
-    """Register the next version of `name` (1, 2, ...) pointing at an exported model folder.
+    """Register the next version of `name` (1, 2, ...) pointing at an exported model folder, or at an adapter export
+    served on the base version `parent` (it takes the base's precision).
 
     Args:
         metrics: measured figures, e.g. a quant-report row (task_metric, task_drop_pts, size_mb, ...).
+        parent: for an adapter export (`finmed export --as-adapter`): the registered base version it runs on.
 
     Raises:
         PermissionDenied: the user is not an engineer or admin.
-        ValidationError: bad name or precision, or `path` is not an exported model folder.
+        ValidationError: bad name or precision; `path` is not an exported model folder; an adapter without its
+            base version, or one that does not fit that base (the message names why).
     """
     require_role(user, *WRITERS, action="register a model version")
     assert user is not None
     if not NAME_RE.match(name):
         raise ValidationError(f"invalid model name '{name}': letters, digits, _ . - (up to 100)")
+    folder = Path(path)
+    is_adapter = (folder / ADAPTER_FILE).is_file()
+    if is_adapter and parent is None:
+        raise ValidationError(
+            f"{folder} is an adapter export: register it against the base version it runs on (--base-version NAME:V)"
+        )
+    if parent is not None:
+        _check_adapter_on(folder, parent)
+        precision = parent.precision
     if precision not in KNOWN_PRECISIONS:
         raise ValidationError(f"unknown precision '{precision}' for {name}: one of {', '.join(KNOWN_PRECISIONS)}")
-    folder = Path(path)
-    if not (folder / "genai_config.json").is_file():
+    if not is_adapter and not (folder / "genai_config.json").is_file():
         raise ValidationError(f"{folder} is not an exported model folder (no genai_config.json): run `finmed export`")
     latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name)) or 0
     version = ModelVersion(
@@ -98,6 +111,7 @@ def register_version(
         status="registered",
         metrics=dict(metrics or {}),
         created_by=user.id,
+        parent_id=parent.id if parent is not None else None,
     )
     session.add(version)
     session.flush()
@@ -112,9 +126,27 @@ def register_version(
             "method": method,
             "path": version.path,
             "task_drop_pts": version.metrics.get("task_drop_pts"),
+            "parent": f"{parent.name}:{parent.version}" if parent is not None else None,
         },
     )
     return version
+
+
+def _check_adapter_on(folder: Path, parent: ModelVersion) -> None:
+    """ValidationError unless `folder` is an adapter export that fits the slots of base version `parent`."""
+    from core.serving.adapter_files import adapter_tensors, check_fits, read_adapter, read_slots
+
+    if parent.parent_id is not None:
+        raise ValidationError(f"{parent.name} v{parent.version} is itself an adapter; name the base version it runs on")
+    meta = read_adapter(folder)
+    slots, fingerprint = read_slots(Path(parent.path))
+    if meta.get("fingerprint") != fingerprint:
+        raise ValidationError(
+            f"adapter {folder} was exported for base model {meta.get('base_model')!r}, not the model "
+            f"{parent.name} v{parent.version} was exported from"
+        )
+    base = f"{parent.name} v{parent.version}"
+    check_fits(slots, adapter_tensors(folder / ADAPTER_FILE), adapter=folder.name, base=base)
 
 
 def list_versions(session: Session, *, user: User | None, name: str | None = None) -> list[ModelVersion]:

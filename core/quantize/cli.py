@@ -23,7 +23,22 @@ def export_cmd(
     run: Path = typer.Option(None, "--run", help="Fine-tuning run folder holding a peft adapter."),
     model: str = typer.Option(None, "--model", help="A plain model instead of a run: 'default', a folder, a hub id."),
     base: str = typer.Option(
-        None, "--base", help="Base model of the run (default: the adapter's base_model_name_or_path)."
+        None,
+        "--base",
+        help="With --as-adapter: the exported base (with adapter slots) the adapter is for. Otherwise: the base model "
+        "of a bare peft run (default: its base_model_name_or_path).",
+    ),
+    as_adapter: bool = typer.Option(
+        False,
+        "--as-adapter",
+        help="Write the run's LoRA (with the runs its base was merged from) as an adapter file for --base, served "
+        "beside other adapters on one base (`finmed serve` config: models[].adapters).",
+    ),
+    adapter_slots: list[Path] = typer.Option(
+        None,
+        "--adapter-slots",
+        help="With --model: export the base with LoRA slots for this run or training YAML (repeatable; the union of "
+        "their layers and projections), so adapters can be served on it. Precisions fp32, int8, int4.",
     ),
     calib: Path = typer.Option(None, "--calib", help="Calibration samples for gptq: chat JSONL or text lines."),
     execution_provider: str = typer.Option("cpu", "--execution-provider", help="cpu or cuda."),
@@ -41,9 +56,25 @@ def export_cmd(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ) -> None:
-    """Merge an adapter into its base and build an ONNX Runtime GenAI model folder at one precision."""
+    """Merge an adapter into its base and build an ONNX Runtime GenAI model folder at one precision; or export a base
+    with adapter slots (--adapter-slots), or a run as an adapter for such a base (--as-adapter)."""
+    from core.errors import ValidationError
     from core.quantize.export import export_model
 
+    if as_adapter:
+        if run is None or not base:
+            raise ValidationError("--as-adapter needs --run RUN and --base EXPORT (exported with --adapter-slots)")
+        from core.quantize.lora_slots import export_adapter
+
+        with console.status("exporting adapter") as status:
+            written = export_adapter(
+                run_dir=run, base_export=Path(base), out_dir=out, overwrite=overwrite, progress=status.update
+            )
+        console.print(
+            f"adapter (rank {written.rank}, {written.tensors} tensors, {len(written.chain)} run(s)) written to "
+            f"{written.path}: {written.size_mb:.2f} MB in {written.seconds:.0f} s"
+        )
+        return
     options = ExportOptions(
         precision,
         execution_provider=execution_provider,
@@ -52,6 +83,22 @@ def export_cmd(
         int4_algo=int4_algo,
         int8_scheme=int8_scheme,
     )
+    if adapter_slots:
+        if model is None or run is not None:
+            raise ValidationError("--adapter-slots exports a plain base: give --model M, not --run")
+        from core.quantize.lora_slots import export_base_with_slots
+
+        with console.status(f"exporting {options.label()} with adapter slots") as status:
+            result = export_base_with_slots(
+                model=model,
+                sources=list(adapter_slots),
+                options=options,
+                out_dir=out,
+                overwrite=overwrite,
+                progress=status.update,
+            )
+        console.print(f"{result.label} base with adapter slots written to {result.path}: {result.size_mb:.1f} MB")
+        return
     with console.status(f"exporting {options.label()}") as status:
         result = export_model(
             options=options,

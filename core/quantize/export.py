@@ -67,7 +67,7 @@ def _plain_model(model: str, out_dir: Path) -> MergedModel:
     return MergedModel(out_dir, ref.name, "base")
 
 
-def _run_builder(src: Path, out_dir: Path, cache_dir: Path, options: ExportOptions) -> None:
+def run_builder(src: Path, out_dir: Path, cache_dir: Path, options: ExportOptions) -> None:
     """onnxruntime-genai's model builder, its chatter captured (shown only when it fails)."""
     from onnxruntime_genai.models.builder import create_model, parse_extra_options
 
@@ -138,11 +138,16 @@ def export_model(
     calib: Path | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    post_build: Callable[[Path], dict[str, Any]] | None = None,
 ) -> ExportResult:
     """Export a run (adapter merged into its base) or a plain model to a GenAI folder at `options.precision`.
 
     Everything is built in a hidden temporary folder next to `out_dir` and renamed at the end, so a failure or an
     interrupt never leaves a half-written `out_dir`.
+
+    Args:
+        post_build: a last step on the built folder before it is published (core.quantize.lora_slots turns the
+            LoRA weights of a template adapter into adapter slots there); what it returns joins finmed_export.json.
 
     Raises:
         ValidationError: both or neither of run_dir/model, gptq without calib, fp16 on CPU, bad options.
@@ -168,7 +173,7 @@ def export_model(
             merged = _plain_model(str(model), work / "hf")
         onnx_dir = work / "onnx"
         say(f"building ONNX ({options.builder_precision}, {options.execution_provider})")
-        _run_builder(merged.path, onnx_dir, work / "cache", options)
+        run_builder(merged.path, onnx_dir, work / "cache", options)
         if options.precision == "gptq":
             say(f"GPTQ calibration on {calib}")
             from core.quantize.gptq import gptq_quantize_folder
@@ -185,12 +190,11 @@ def export_model(
             say("dynamic int8 quantization")
             _dynamic_int8(onnx_dir)
         if merged.prompt_prefix is not None:
-            from transformers import AutoModelForCausalLM
-
             from core.quantize.prefix import write_prompt_prefix
 
-            embeddings = AutoModelForCausalLM.from_pretrained(str(merged.path)).get_input_embeddings().weight
-            write_prompt_prefix(onnx_dir, merged.prompt_prefix, embeddings)
+            say("appending the soft prompt to the embedding table")
+            write_prompt_prefix(onnx_dir, merged.prompt_prefix)
+        extra_meta = post_build(onnx_dir) if post_build is not None else {}
         result = ExportResult(
             path=out_dir,
             precision=options.precision,
@@ -202,7 +206,7 @@ def export_model(
             seconds=round(time.perf_counter() - started, 2),
             options={k: v for k, v in asdict(options).items() if k != "extra"},
         )
-        meta = {**asdict(result), "path": str(out_dir)}
+        meta = {**asdict(result), "path": str(out_dir), **extra_meta}
         (onnx_dir / EXPORT_META).write_text(json.dumps(meta, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -54,6 +54,19 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return 422, f"{where}: {first.get('msg', 'invalid')}"
 
 
+def _allowed(request: Request) -> list[str]:
+    """Every method some route of the app answers on the request's path (for 405's Allow header), found by asking
+    each route whether it would take the request under that method (Starlette's own matching)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def _install_error_handlers(app: FastAPI, state: ServingState) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -62,12 +75,15 @@ def _install_error_handlers(app: FastAPI, state: ServingState) -> None:
         return _error(status, message, "invalid_request_error")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = str(exc.detail)
         if "parsing the body" in message:
             message = "request body could not be parsed: send UTF-8 encoded JSON, nested at most a few hundred deep"
         state.metrics.errors.labels("invalid_request" if exc.status_code < 500 else "server_error").inc()
-        return _error(exc.status_code, message, "invalid_request_error", exc.headers)  # keeps 405's Allow
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette's Allow names the first route of the path only (GET /v1/adapters)
+            headers["Allow"] = ", ".join(_allowed(request))
+        return _error(exc.status_code, message, "invalid_request_error", headers or None)
 
     @app.exception_handler(FinmedError)
     async def _finmed(_: Request, exc: FinmedError) -> JSONResponse:
@@ -135,6 +151,7 @@ def create_app(config: ServeConfig, *, models_dir: Path, engine: Engine | None) 
         engine: database holding api_keys (None only when config.require_api_key is false).
     """
     from core.plugins import load_plugins
+    from core.serving.adapter_routes import router as adapter_router
     from core.serving.routes import router as openai_router
 
     state = ServingState(config=config, models_dir=Path(models_dir), engine=engine)
@@ -159,7 +176,7 @@ def create_app(config: ServeConfig, *, models_dir: Path, engine: Engine | None) 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
         if state.ready:
-            return JSONResponse({"status": "ready", "models": sorted(state.workers)})
+            return JSONResponse({"status": "ready", "models": sorted([*state.workers, *state.adapters])})
         detail = state.load_error or "loading"
         return JSONResponse({"status": "not ready", "detail": detail}, status_code=503)
 
@@ -177,9 +194,12 @@ def create_app(config: ServeConfig, *, models_dir: Path, engine: Engine | None) 
 
     generation = error_responses(*GENERATION)
     app.include_router(openai_router, dependencies=[Depends(require_key)], responses=generation)
+    adapter_errors = error_responses(403, 404, 409, 422)
+    app.include_router(adapter_router, dependencies=[Depends(require_key)], responses=adapter_errors)
     for plugin in load_plugins():
         if plugin.api_routes is not None:
             domain_errors = error_responses(409, *GENERATION)
             app.include_router(plugin.api_routes(), dependencies=[Depends(require_key)], responses=domain_errors)
-    document_errors(app, keyed=config.require_api_key, model_names=[m.name for m in config.models])
+    served = [m.name for m in config.models] + [a.name for m in config.models for a in m.adapters]
+    document_errors(app, keyed=config.require_api_key, model_names=served)
     return app

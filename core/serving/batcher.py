@@ -63,6 +63,9 @@ class _Pending:
 class ModelWorker:
     """The queue and batching thread of one loaded model."""
 
+    adapter: str | None = None  # requests built for this worker run on the base model itself
+    parent: str | None = None
+
     def __init__(self, model: LoadedModel, spec: ModelSpec, metrics: ServingMetrics) -> None:
         self.model = model
         self.spec = spec
@@ -189,7 +192,7 @@ class ModelWorker:
                 pass
 
     def _observe(self, p: _Pending) -> None:
-        name, m, req = self.spec.name, self.metrics, p.req
+        name, m, req = p.req.adapter or self.spec.name, self.metrics, p.req  # an adapter's requests under its name
         if p.error is not None or req.cancelled.is_set() or req.started_at is None:
             return
         m.queue_time.labels(name).observe(req.started_at - p.arrived)
@@ -314,3 +317,40 @@ class ModelWorker:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class AdapterWorker:
+    """A LoRA adapter served on its base model's worker: the base's queue, batches (grouped by adapter, see
+    GenRequest.batch_key) and limits; requests built for it (core.serving.requests.build_request) carry the adapter.
+    """
+
+    def __init__(self, base: ModelWorker, name: str) -> None:
+        self.base = base
+        self.model = base.model
+        self.adapter: str | None = name
+        self.parent: str | None = base.spec.name
+        self.spec = base.spec.model_copy(update={"name": name, "adapters": []})
+
+    def submit(self, req: GenRequest, on_done: Callable[[], object] | None = None) -> _Pending:
+        """See ModelWorker.submit."""
+        return self.base.submit(req, on_done)
+
+    def withdraw(self, pending: _Pending) -> None:
+        """See ModelWorker.withdraw."""
+        self.base.withdraw(pending)
+
+    async def run(self, req: GenRequest, timeout_s: float) -> GenRequest:
+        """See ModelWorker.run."""
+        return await self.base.run(req, timeout_s)
+
+    def run_blocking(self, req: GenRequest, timeout_s: float) -> GenRequest:
+        """See ModelWorker.run_blocking."""
+        return self.base.run_blocking(req, timeout_s)
+
+    def run_many_blocking(self, reqs: list[GenRequest], timeout_s: float) -> list[GenRequest]:
+        """See ModelWorker.run_many_blocking."""
+        return self.base.run_many_blocking(reqs, timeout_s)
+
+    def open_stream(self, req: GenRequest, timeout_s: float) -> AsyncIterator[str]:
+        """See ModelWorker.open_stream."""
+        return self.base.open_stream(req, timeout_s)

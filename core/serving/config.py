@@ -15,6 +15,25 @@ from core.errors import ValidationError as FinmedValidationError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
 
+class AdapterSpec(BaseModel):
+    """A LoRA adapter served on its base model (an adapter export from `finmed export --run RUN --as-adapter`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        description="Name clients send as `model` to get the base with this adapter (e.g. finance).",
+        pattern=_NAME.pattern,
+    )
+    path: Path = Field(description="The adapter export folder (adapter.onnx_adapter + finmed_export.json).")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be 1-100 letters, digits or ._:- and start with a letter or digit")
+        return value
+
+
 class ModelSpec(BaseModel):
     """One model version the server loads, and its batching limits."""
 
@@ -22,6 +41,11 @@ class ModelSpec(BaseModel):
 
     name: str = Field(description="Version name clients send as `model` (e.g. finance-risk).")
     path: Path | None = Field(None, description="ONNX Runtime GenAI folder; empty means look the name up.")
+    adapters: list[AdapterSpec] = Field(
+        default_factory=list,
+        description="LoRA adapters loaded on this base (it must be exported with --adapter-slots); each is a model "
+        "name of its own, sharing this model's weights, queue and batches.",
+    )
     max_batch_size: int = Field(8, ge=1, le=256, description="A batch closes when it holds this many requests.")
     max_wait_ms: float = Field(10.0, ge=0, le=10_000, description="...or when its oldest request waited this long.")
     max_queue: int = Field(64, ge=1, le=100_000, description="Waiting requests beyond this get 429 + Retry-After.")
@@ -88,10 +112,10 @@ class ServeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServeConfig:
-        names = [m.name for m in self.models]
+        names = [m.name for m in self.models] + [a.name for m in self.models for a in m.adapters]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+            raise ValueError(f"model and adapter names must be unique; repeated: {', '.join(dupes)}")
         return self
 
 

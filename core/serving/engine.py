@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import FinmedError, ValidationError
+from core.errors import ConflictError, FinmedError, NotFoundError, ValidationError
+from core.quantize.prefix import read_prefix_ids
+from core.serving.adapter_files import ADAPTER_FILE, EXPORT_META, adapter_tensors, check_fits, read_adapter, read_slots
 
 MIN_PREFIX_TOKENS = 8  # shorter shared prefixes are not worth a slot
 GUIDANCE_KINDS = ("regex", "choice", "json_schema", "lark_grammar")
@@ -100,6 +102,8 @@ class GenRequest:
         on_text: called from the engine thread with each new piece of text (streaming); None to skip.
         on_finish: called from the engine thread as soon as this row is finished.
         cancelled: set by the server when the client went away or the request timed out.
+        adapter: the LoRA adapter (loaded on this base, `LoadedModel.load_adapter`) active for this request; None
+            for the base model itself.
     """
 
     prompt_ids: np.ndarray
@@ -116,6 +120,7 @@ class GenRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     score_token_ids: tuple[int, ...] = ()
+    adapter: str | None = None
     on_text: Callable[[str], object] | None = None
     on_finish: Callable[[], object] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -141,14 +146,14 @@ class GenRequest:
         return self.logprobs or bool(self.score_token_ids)
 
     def batch_key(self) -> tuple[Any, ...]:
-        """Requests may share a batch only when their search options and constraint are the same."""
+        """Requests may share a batch only when their adapter, search options and constraint are the same."""
         sampling = (self.temperature, self.top_p, self.top_k, self.seed) if self.do_sample else ()
         # min_tokens is a testing/benchmark aid: rows that set it share a batch, and the batch's largest applies
         # (each row still stops at its own max_new_tokens), so requests without it never get EOS suppressed.
         # Rows of a static batch all step until the longest is done, so lengths are bucketed (powers of two):
         # an 8-token score never rides along a 60-token draft, computing 52 wasted steps.
         length_bucket = 1 << max(3, (self.max_new_tokens - 1).bit_length())
-        return (self.do_sample, sampling, self.constraint, self.min_new_tokens > 0, length_bucket)
+        return (self.adapter, self.do_sample, sampling, self.constraint, self.min_new_tokens > 0, length_bucket)
 
 
 class _Row:
@@ -225,7 +230,19 @@ class PrefixSlot:
     prefix: tuple[int, ...]
     generator: Any
     max_length: int
+    adapter: str | None = None
     uses: int = 0
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A LoRA adapter loaded on a base: where it came from, its rank, the memory its load added, when."""
+
+    name: str
+    folder: Path
+    rank: int
+    memory_bytes: int
+    loaded_at: float
 
 
 class LoadedModel:
@@ -283,11 +300,80 @@ class LoadedModel:
         self.max_slot_tokens = min(self.context_length, max_slot_tokens or self.context_length)
         self._slots: OrderedDict[tuple[Any, ...], PrefixSlot] = OrderedDict()
         self._og = og
+        # A soft prompt exported exactly (core/quantize/prefix.py): its virtual-token ids go in front of every prompt.
+        self.prefix_ids = np.asarray(read_prefix_ids(self.folder), dtype=np.int32)
+        # LoRA adapters on this base (a base exported with slots, core/quantize/lora_slots.py), bound per request.
+        has_slots = "adapter_slots" in _export_meta(self.folder)
+        self.slots, self.fingerprint = read_slots(self.folder) if has_slots else ({}, "")
+        self.adapters: dict[str, AdapterInfo] = {}
+        self._og_adapters: Any = None
+        self._lock = threading.RLock()  # generation, adapter loading and unloading take turns
+
+    # ---- adapters -------------------------------------------------------------------------------------------------
+    def load_adapter(self, name: str, folder: Path) -> AdapterInfo:
+        """Load an adapter export (`finmed export --as-adapter`) under `name`, after checking it fits this base.
+
+        Raises:
+            ValidationError: this base has no adapter slots, the adapter was exported for another base model, or a
+                tensor does not fit its slot (the message names it).
+            ConflictError: `name` is already loaded.
+            NotFoundError: no adapter export in `folder`.
+        """
+        meta = read_adapter(Path(folder))
+        if not self.slots:
+            raise ValidationError(
+                f"model {self.name!r} has no adapter slots: serve a base exported with `finmed export --adapter-slots`"
+            )
+        if meta.get("fingerprint") != self.fingerprint:
+            raise ValidationError(
+                f"adapter {name!r} ({folder}) was exported for base model {meta.get('base_model')!r}, not the model "
+                f"{self.name!r} was exported from"
+            )
+        file = Path(folder) / ADAPTER_FILE
+        rank = check_fits(self.slots, adapter_tensors(file), adapter=name, base=self.name)
+        with self._lock:
+            if name in self.adapters:
+                raise ConflictError(f"adapter {name!r} is already loaded on {self.name!r}; unload it first")
+            if self._og_adapters is None:
+                self._og_adapters = self._og.Adapters(self.model)
+            rss_before = _rss_bytes()
+            try:
+                self._og_adapters.load(str(file), name)
+            except Exception as exc:  # noqa: BLE001  (the runtime raises plain RuntimeErrors with its own text)
+                raise ValidationError(f"adapter {name!r}: the runtime cannot load {file}: {_first_line(exc)}") from None
+            info = AdapterInfo(name, Path(folder), rank, max(0, _rss_bytes() - rss_before), time.time())
+            self.adapters[name] = info
+        return info
+
+    def unload_adapter(self, name: str) -> None:
+        """Unload adapter `name` after the batch running now (its cached prefixes are dropped first).
+
+        Raises:
+            NotFoundError: no adapter of that name is loaded.
+        """
+        with self._lock:
+            if name not in self.adapters:
+                raise NotFoundError(f"adapter {name!r} is not loaded on {self.name!r}")
+            for key in [k for k, slot in self._slots.items() if slot.adapter == name]:
+                del self._slots[key]  # a generator holding the adapter keeps the runtime from unloading it
+            self._og_adapters.unload(name)
+            del self.adapters[name]
+
+    def _activate(self, generator: Any, adapter: str | None) -> None:
+        if adapter is None:
+            return
+        if adapter not in self.adapters:
+            raise NotFoundError(f"adapter {adapter!r} is not loaded on {self.name!r} (it was unloaded)")
+        generator.set_active_adapter(self._og_adapters, adapter)
 
     # ---- text -----------------------------------------------------------------------------------------------------
     def encode(self, text: str) -> np.ndarray:
         """(prompt_len,) int32 token ids for `text`."""
         return np.asarray(self.tokenizer.encode(text), dtype=np.int32)
+
+    def encode_prompt(self, text: str) -> np.ndarray:
+        """(prompt_len,) int32 token ids of a prompt as it is run: a soft prompt's virtual tokens, then `text`."""
+        return np.concatenate([self.prefix_ids, self.encode(text)]) if len(self.prefix_ids) else self.encode(text)
 
     def decode(self, ids: list[int]) -> str:
         """Text of token ids."""
@@ -298,8 +384,9 @@ class LoadedModel:
         return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=add_generation_prompt)
 
     def shared_prefix_len(self, ids: np.ndarray, prefix_text: str) -> int:
-        """How many leading tokens of `ids` are the tokens of `prefix_text` (0 when fewer than MIN_PREFIX_TOKENS)."""
-        head = self.encode(prefix_text)
+        """How many leading tokens of `ids` (from `encode_prompt`) are the tokens of `prefix_text` as a prompt
+        (0 when fewer than MIN_PREFIX_TOKENS)."""
+        head = self.encode_prompt(prefix_text)
         n = min(len(head), len(ids) - 1)  # leave the request at least one token of its own
         same = np.flatnonzero(head[:n] != ids[:n])
         n = int(same[0]) if len(same) else n
@@ -359,10 +446,13 @@ class LoadedModel:
             ids[i, : len(req.prompt_ids)] = req.prompt_ids
         min_length = longest + max(r.min_new_tokens for r in batch) if first.min_new_tokens > 0 else 0
         params = self._params(first, batch_size=len(batch), max_length=max_length, min_length=min_length)
-        generator = self._generator(params)
-        self._start(batch)
-        generator.append_tokens(ids)
-        self._decode(generator, batch)
+        with self._lock:
+            generator = self._generator(params)
+            self._activate(generator, first.adapter)
+            self._start(batch)
+            generator.append_tokens(ids)
+            self._decode(generator, batch)
+            del generator  # releases the adapter before an unload waiting for the lock
 
     def can_cache(self, req: GenRequest) -> bool:
         """True when `req` may run on a cached prefix (prefix reuse on, a prefix given, the slot big enough)."""
@@ -379,38 +469,42 @@ class LoadedModel:
         Greedy answers equal those of `generate([req])` (tests/unit/core/serving asserts it).
         """
         self._check_length(len(req.prompt_ids), req.max_new_tokens)
-        slot = self._slot(req)
-        n = len(slot.prefix)
-        slot.generator.rewind_to(n)
-        slot.uses += 1
-        req.cached_tokens = n if slot.uses > 1 else 0
-        self._start([req])
-        slot.generator.append_tokens(req.prompt_ids[None, n:])  # (1, tail)
-        self._decode(slot.generator, [req])
+        with self._lock:
+            slot = self._slot(req)
+            n = len(slot.prefix)
+            slot.generator.rewind_to(n)
+            slot.uses += 1
+            req.cached_tokens = n if slot.uses > 1 else 0
+            self._start([req])
+            slot.generator.append_tokens(req.prompt_ids[None, n:])  # (1, tail)
+            self._decode(slot.generator, [req])
 
     def _slot(self, req: GenRequest) -> PrefixSlot:
         prefix = tuple(int(t) for t in req.prompt_ids[: req.prefix_len])
-        key = (prefix, req.do_sample, req.temperature, req.top_p, req.top_k, req.seed, req.constraint)
+        key = (prefix, req.adapter, req.do_sample, req.temperature, req.top_p, req.top_k, req.seed, req.constraint)
         slot = self._slots.get(key)
         if slot is not None:
             self._slots.move_to_end(key)
             return slot
         params = self._params(req, batch_size=1, max_length=self.max_slot_tokens)
         generator = self._generator(params)
+        self._activate(generator, req.adapter)
         generator.append_tokens(np.asarray([prefix], dtype=np.int32))  # computed once for every later request
-        slot = PrefixSlot(prefix=prefix, generator=generator, max_length=self.max_slot_tokens)
+        slot = PrefixSlot(prefix=prefix, generator=generator, max_length=self.max_slot_tokens, adapter=req.adapter)
         self._slots[key] = slot
         while len(self._slots) > self.prefix_slots:
             self._slots.popitem(last=False)
         return slot
 
-    def prompt_logits(self, ids: np.ndarray) -> np.ndarray:
+    def prompt_logits(self, ids: np.ndarray, *, adapter: str | None = None) -> np.ndarray:
         """Next-token logits at every position of one prompt, shape (prompt_len, vocab), float32 (for scoring)."""
         params = self._og.GeneratorParams(self.model)
         params.set_search_options(max_length=len(ids) + 1, do_sample=False, batch_size=1)
-        generator = self._og.Generator(self.model, params)
-        generator.append_tokens(np.asarray([ids], dtype=np.int32))
-        return np.asarray(generator.get_output("logits"))[0]  # (prompt_len, vocab)
+        with self._lock:
+            generator = self._og.Generator(self.model, params)
+            self._activate(generator, adapter)
+            generator.append_tokens(np.asarray([ids], dtype=np.int32))
+            return np.asarray(generator.get_output("logits"))[0]  # (prompt_len, vocab)
 
     @staticmethod
     def _start(batch: list[GenRequest]) -> None:
@@ -457,3 +551,13 @@ def _rss_bytes() -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return 0
+
+
+def _export_meta(folder: Path) -> dict[str, Any]:
+    """The folder's finmed_export.json ({} for folders exported elsewhere)."""
+    path = Path(folder) / EXPORT_META
+    try:
+        meta = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+    return meta if isinstance(meta, dict) else {}

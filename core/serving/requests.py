@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from core.errors import ValidationError
-from core.serving.batcher import ModelWorker
-from core.serving.engine import Constraint, GenRequest
+from core.serving.batcher import AdapterWorker, ModelWorker
+from core.serving.engine import MIN_PREFIX_TOKENS, Constraint, GenRequest
 from core.serving.schemas import SamplingFields, SchemaFormat
 
 DEFAULT_MAX_TOKENS = 16
@@ -52,9 +52,15 @@ def constraint_of(body: SamplingFields) -> Constraint | None:
 
 
 def build_request(
-    worker: ModelWorker, prompt: str, body: SamplingFields, max_tokens: int | None, *, cache_prefix: str | None = None
+    worker: ModelWorker | AdapterWorker,
+    prompt: str,
+    body: SamplingFields,
+    max_tokens: int | None,
+    *,
+    cache_prefix: str | None = None,
 ) -> GenRequest:
-    """Validate limits and turn prompt text plus sampling fields into an engine request.
+    """Validate limits and turn prompt text plus sampling fields into an engine request (for the worker's adapter,
+    if it serves one; a soft prompt's virtual tokens go in front).
 
     Args:
         cache_prefix: the shared leading text of the prompt (e.g. the rendered system turn); `body.cache_prefix`
@@ -69,8 +75,8 @@ def build_request(
             f"prompt of {len(prompt)} characters is too long for model {spec.name!r} "
             f"(max_prompt_tokens {spec.max_prompt_tokens})"
         )
-    ids = worker.model.encode(prompt)
-    if len(ids) == 0:
+    ids = worker.model.encode_prompt(prompt)
+    if len(ids) == len(worker.model.prefix_ids):
         raise ValidationError("prompt is empty; send at least one character")
     if len(ids) > spec.max_prompt_tokens:
         raise ValidationError(f"prompt has {len(ids)} tokens; model {spec.name!r} accepts {spec.max_prompt_tokens}")
@@ -83,6 +89,8 @@ def build_request(
         )
     shared = body.cache_prefix or cache_prefix
     prefix_len = worker.model.shared_prefix_len(ids, shared) if shared and prompt.startswith(shared) else 0
+    if prefix_len == 0 and len(worker.model.prefix_ids) >= MIN_PREFIX_TOKENS:
+        prefix_len = len(worker.model.prefix_ids)  # the virtual tokens are shared by every request
     vocab_ids = body.score_token_ids or []
     vocab = worker.model.vocab_size
     if any(t < 0 or (vocab and t >= vocab) for t in vocab_ids):
@@ -103,4 +111,5 @@ def build_request(
         logprobs=top is not None,
         top_logprobs=top or 0,
         score_token_ids=tuple(vocab_ids),
+        adapter=worker.adapter,
     )

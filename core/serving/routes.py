@@ -112,20 +112,25 @@ def _system_prefix(worker: ModelWorker, messages: list[dict[str, str]]) -> str |
 
 @router.get("/models")
 async def models(request: Request) -> dict[str, Any]:
-    """OpenAI model list: every model version this server serves (loaded and ready)."""
+    """OpenAI model list: every model version and adapter this server serves (loaded and ready); an adapter names the
+    base it runs on as its `parent` (as vLLM lists LoRA adapters)."""
     state = get_state(request)
-    loaded = sorted(state.workers) if state.ready else []
+    served = state.served() if state.ready else []
     return {
         "object": "list",
         "data": [
             {
-                "id": name,
+                "id": worker.spec.name,
                 "object": "model",
-                "created": int(state.workers[name].model.loaded_at),
+                "created": int(
+                    worker.model.adapters[worker.adapter].loaded_at if worker.adapter else worker.model.loaded_at
+                ),
                 "owned_by": "finmed",
-                "max_model_len": state.workers[name].model.context_length,
+                "max_model_len": worker.model.context_length,
+                "parent": worker.parent,
+                "root": str(worker.model.adapters[worker.adapter].folder if worker.adapter else worker.model.folder),
             }
-            for name in loaded
+            for worker in served
         ],
     }
 

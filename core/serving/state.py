@@ -20,9 +20,9 @@ from typing import Any
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
-from core.errors import DatabaseError, FinmedError, NotFoundError, PermissionDenied, RateLimited
+from core.errors import ConflictError, DatabaseError, FinmedError, NotFoundError, PermissionDenied, RateLimited
 from core.rate_limit import FailureLimiter
-from core.serving.batcher import ModelWorker
+from core.serving.batcher import AdapterWorker, ModelWorker
 from core.serving.config import ServeConfig, resolve_model_folder
 from core.serving.engine import GenRequest, LoadedModel
 from core.serving.requests import build_request
@@ -61,6 +61,7 @@ class ServingState:
     engine: Engine | None
     metrics: ServingMetrics = field(default_factory=ServingMetrics)
     workers: dict[str, ModelWorker] = field(default_factory=dict)
+    adapters: dict[str, AdapterWorker] = field(default_factory=dict)
     ready: bool = False
     load_error: str | None = None
     key_failures: FailureLimiter | None = None
@@ -70,17 +71,29 @@ class ServingState:
             self.key_failures = FailureLimiter(f"{self.config.key_failures_per_minute}/minute", scope="api-key")
 
     @classmethod
-    def in_process(cls, models: dict[str, Path], **spec_fields: Any) -> ServingState:
+    def in_process(
+        cls, models: dict[str, Path], *, adapters: dict[str, dict[str, Path]] | None = None, **spec_fields: Any
+    ) -> ServingState:
         """A loaded state serving `models` (name -> exported folder) to this process only: no HTTP, no API keys.
 
-        `spec_fields` are ModelSpec fields applied to every model (max_batch_size, prefix_cache, ...).
+        `adapters` maps a base's name to the adapters loaded on it (name -> adapter export folder). `spec_fields` are
+        ModelSpec fields applied to every model (max_batch_size, prefix_cache, ...).
 
         Raises:
             FinmedError: a folder could not be loaded (the message names it).
         """
-        from core.serving.config import ModelSpec
+        from core.serving.config import AdapterSpec, ModelSpec
 
-        specs = [ModelSpec(name=name, path=Path(folder), **spec_fields) for name, folder in models.items()]
+        on = adapters or {}
+        specs = [
+            ModelSpec(
+                name=name,
+                path=Path(folder),
+                adapters=[AdapterSpec(name=a, path=Path(p)) for a, p in on.get(name, {}).items()],
+                **spec_fields,
+            )
+            for name, folder in models.items()
+        ]
         state = cls(config=ServeConfig(models=specs, require_api_key=False, device="cpu"), models_dir=Path("."),
                     engine=None)  # fmt: skip
         state.load_models()
@@ -105,23 +118,71 @@ class ServingState:
                 self.metrics.model_memory_bytes.labels(spec.name).set(model.memory_bytes)
                 self.workers[spec.name] = ModelWorker(model, spec, self.metrics)
                 log.info("loaded model=%s device=%s seconds=%.2f", spec.name, model.device, model.load_seconds)
+                for adapter in spec.adapters:
+                    self._load_adapter(adapter.name, spec.name, adapter.path)
             self.ready = True
         except FinmedError as exc:
             self.load_error = str(exc)
             log.error("model loading failed: %s", exc)
 
-    def worker(self, name: str) -> ModelWorker:
-        """The worker serving model version `name`.
+    def worker(self, name: str) -> ModelWorker | AdapterWorker:
+        """The worker serving model version or adapter `name` (an adapter's worker is its base's, for its adapter).
 
         Raises:
             NotReady: models are still loading.
-            NotFoundError: no such model (the message lists the loaded ones).
+            NotFoundError: no such model (the message lists the served ones).
         """
         if not self.ready:
             raise NotReady(self.load_error or "models are still loading; retry shortly (GET /readyz)")
+        if name in self.adapters:
+            return self.adapters[name]
         if name not in self.workers:
-            raise NotFoundError(f"model {name!r} is not served here; available: {', '.join(sorted(self.workers))}")
+            served = ", ".join(sorted([*self.workers, *self.adapters]))
+            raise NotFoundError(f"model {name!r} is not served here; available: {served}")
         return self.workers[name]
+
+    def served(self) -> list[ModelWorker | AdapterWorker]:
+        """Every served name's worker: the base models, then the adapters, each sorted by name."""
+        bases: list[ModelWorker | AdapterWorker] = [self.workers[n] for n in sorted(self.workers)]
+        return bases + [self.adapters[n] for n in sorted(self.adapters)]
+
+    def _load_adapter(self, name: str, base: str, path: Path) -> AdapterWorker:
+        if name in self.workers or name in self.adapters:
+            raise ConflictError(f"the name {name!r} is already served here; unload it first or choose another")
+        if base not in self.workers:
+            bases = ", ".join(sorted(self.workers))
+            raise NotFoundError(f"adapter {name!r}: no base model {base!r} here; bases: {bases}")
+        info = self.workers[base].model.load_adapter(name, Path(path))
+        self.adapters[name] = AdapterWorker(self.workers[base], name)
+        self.metrics.model_memory_bytes.labels(name).set(info.memory_bytes)
+        log.info("loaded adapter=%s base=%s rank=%d path=%s", name, base, info.rank, path)
+        return self.adapters[name]
+
+    def load_adapter(self, name: str, base: str, path: Path) -> AdapterWorker:
+        """Load an adapter export on served base `base` under `name`, while serving (no restart).
+
+        Raises:
+            NotReady: models are still loading.
+            ConflictError: `name` is already served.
+            NotFoundError / ValidationError: no such base or adapter export, or it does not fit the base.
+        """
+        if not self.ready:
+            raise NotReady(self.load_error or "models are still loading; retry shortly (GET /readyz)")
+        return self._load_adapter(name, base, path)
+
+    def unload_adapter(self, name: str) -> None:
+        """Stop serving adapter `name` (after the batch running now); requests for it get 404 from then on.
+
+        Raises:
+            NotFoundError: no adapter of that name is served.
+        """
+        view = self.adapters.get(name)
+        if view is None:
+            served = ", ".join(sorted(self.adapters)) or "none"
+            raise NotFoundError(f"no adapter {name!r} is served here; adapters: {served}")
+        del self.adapters[name]
+        view.model.unload_adapter(name)
+        log.info("unloaded adapter=%s base=%s", name, view.parent)
 
     async def generate(self, model: str, prompt: str, **options: Any) -> GenRequest:
         """Generate in-process through the model's batcher (for domain routes such as /v1/finance/score).

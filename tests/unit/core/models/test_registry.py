@@ -80,3 +80,37 @@ def test_roles_and_bad_input(db_session: Session, folder: Path, tmp_path: Path) 
     assert get_version(db_session, user=analyst, name="risk").id == version.id  # reading is open to every role
     with pytest.raises(PermissionDenied):
         promote(db_session, user=analyst, name="risk", version=1)
+
+
+def test_an_adapter_version_is_registered_on_its_base_version(db_session: Session, adapter_exports, tmp_path: Path):  # noqa: ANN001, ANN201
+    """An adapter names its base version; it runs at the base's precision; it is served on that base."""
+    import yaml
+
+    from core.bootstrap import write_serve_config
+
+    eng = create_user(db_session, username="eng", role="engineer", password="password123")
+    e = adapter_exports
+    base = register_version(db_session, user=eng, name="tiny-slots", base_model="tiny", method="base",
+                            precision="fp32", path=e.base)  # fmt: skip
+    plain = register_version(db_session, user=eng, name="tiny-plain", base_model="tiny", method="base",
+                             precision="fp32", path=e.plain)  # fmt: skip
+    with pytest.raises(ValidationError, match="is an adapter export: register it against the base version"):
+        register_version(db_session, user=eng, name="a1", base_model="tiny", method="lora", precision="fp32",
+                         path=e.adapters["a1"])  # fmt: skip
+    with pytest.raises(ValidationError, match="has no adapter slots"):
+        register_version(db_session, user=eng, name="a1", base_model="tiny", method="lora", precision="int4",
+                         path=e.adapters["a1"], parent=plain)  # fmt: skip
+    adapter = register_version(db_session, user=eng, name="a1", base_model="tiny", method="lora", precision="int4",
+                               path=e.adapters["a1"], parent=base)  # fmt: skip
+    assert adapter.parent_id == base.id and adapter.precision == "fp32", "an adapter runs at its base's precision"
+    with pytest.raises(ValidationError, match="is itself an adapter"):
+        register_version(db_session, user=eng, name="a2", base_model="tiny", method="lora", precision="fp32",
+                         path=e.adapters["a2"], parent=adapter)  # fmt: skip
+    event = db_session.scalars(select(AuditEvent).where(AuditEvent.subject_id == "a1:1")).one()
+    assert event.payload["parent"] == "tiny-slots:1"
+
+    target, notes = write_serve_config(db_session, tmp_path / "serve.yaml")
+    assert target is not None, notes
+    models = {m["name"]: m for m in yaml.safe_load(target.read_text())["models"]}
+    assert set(models) == {"tiny-slots", "tiny-plain"}, "an adapter is not a model of its own"
+    assert models["tiny-slots"]["adapters"] == [{"name": "a1", "path": str(e.adapters["a1"].resolve())}]
