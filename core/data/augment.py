@@ -154,6 +154,7 @@ def run_augment(
     refilter = RecordFilter(checks, FilterOptions(syntax=syntax), count_tokens, source="variants")
     originals = generated = kept = 0
     with ExitStack() as stack:
+        stack.enter_context(refilter)
         tmp_out = stack.enter_context(atomic_file(output))
         tmp_rej = stack.enter_context(atomic_file(rejected_path(output, REJECTED)))
         tmp_report = stack.enter_context(atomic_file(report_path))

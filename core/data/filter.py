@@ -1,11 +1,12 @@
 """The three-tier data filter: format and syntax, semantic consistency, domain knowledge, then decontamination.
 
 One pass over the input, one line at a time (lines are read with a byte limit, so a 1 GB file or a binary file with
-no newline never sits in memory); each record goes through the tiers in order and stops at the first that drops
-it. Kept records go to the output, dropped ones to `rejected.jsonl` beside it (line number, tier, reason, detail,
-the masked record or a masked excerpt), and the counts to report.json. Outputs are written under temporary names
-and renamed together at the end, so an interrupted run leaves nothing half-written; the same input and options give
-the same output bytes.
+no newline never sits in memory; the duplicate index lives in a temporary SQLite file, so memory stays flat however
+many records are kept: bench/data.py measures it); each record goes through the tiers in order and stops at the
+first that drops it. Kept records go to the output, dropped ones to `rejected.jsonl` beside it (line number, tier,
+reason, detail, the masked record or a masked excerpt), and the counts to report.json. Outputs are written under
+temporary names and renamed together at the end, so an interrupted run leaves nothing half-written; the same input
+and options give the same output bytes.
 """
 
 from __future__ import annotations
@@ -92,7 +93,12 @@ def read_lines(handle: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes, 
 
 
 class RecordFilter:
-    """The tiers and their running state (duplicates seen, counts); feed it lines with `process`."""
+    """The tiers and their running state (duplicates seen, counts); feed it lines with `process`.
+
+    Its state does not grow with the number of lines: the duplicate index is on disk (core.data.dedup), the counts
+    are per reason code and the report keeps a few examples per code. Close it (or use it as a context manager) to
+    remove the index's temporary folder.
+    """
 
     def __init__(
         self,
@@ -103,11 +109,21 @@ class RecordFilter:
         source: str = "input",
     ) -> None:
         self.checks, self.options, self.count_tokens, self.source = checks, options, count_tokens, source
-        self.dedup = Deduplicator(options.syntax.near_dup)
         self.decontam = Decontaminator(options.against, options.overlap) if options.against else None
+        self.dedup = Deduplicator(options.syntax.near_dup)  # after anything that may raise: it makes a folder
         names = TIERS if self.decontam else TIERS[:3]
         self.stats = {name: TierStats(name) for name in names}
         self.descriptions = {**SYNTAX_REASONS, **REPAIRS, **CHECK_ERROR, **DECONTAM_REASON, **checks.reason_codes}
+
+    def close(self) -> None:
+        """Remove the duplicate index's temporary folder (the counts stay readable)."""
+        self.dedup.close()
+
+    def __enter__(self) -> RecordFilter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def report(self) -> FilterReport:
         """The counts so far, tiers in order."""
@@ -238,6 +254,7 @@ def run_filter(
     flt = RecordFilter(checks, options, count_tokens, source=input_path.name)
     rejected = rejected_path(output)
     with ExitStack() as stack:
+        stack.enter_context(flt)
         tmp_out = stack.enter_context(atomic_file(output))
         tmp_rej = stack.enter_context(atomic_file(rejected))
         tmp_report = stack.enter_context(atomic_file(report_path))
