@@ -81,6 +81,16 @@ def read_threshold(run_dir: Path) -> float:
     return value
 
 
+def _export_threshold(folder: Path) -> float:
+    """The decision point of the run an export was made from (an adapted soft prompt's calibration.json, now that
+    soft prompts are exported exactly), else LLM_THRESHOLD."""
+    import json
+
+    meta = Path(folder) / "finmed_export.json"
+    source = json.loads(meta.read_text()).get("source") if meta.is_file() else None
+    return read_threshold(Path(source)) if source and Path(source).is_dir() else LLM_THRESHOLD
+
+
 def expected_level(probs: np.ndarray) -> np.ndarray:
     """Expected level sum_k k * p_k for distributions of shape (..., 6)."""
     return np.asarray(probs, dtype=float) @ np.arange(LEVELS, dtype=float)
@@ -319,7 +329,7 @@ class OnnxLLM:
             serving = ServingState.in_process({self.model: folder})
         self.serving, self.client = serving, client
         self.name = f"onnx:{self.model}"
-        self.threshold = LLM_THRESHOLD  # exports carry no calibration (soft prompts are not exported to ONNX)
+        self.threshold = _export_threshold(folder)
         self.constrained = constrained
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         ids = [self.tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(LEVELS)]

@@ -99,3 +99,32 @@ def test_level_probs_shared_prefix_equals_full_passes(tiny_model_dir: Path) -> N
         llm.model = get_peft_model(base, config).eval()
         np.testing.assert_allclose(llm.level_probs(prompts), _one_by_one(llm, prompts), atol=1e-5)
         llm.model = llm.model.unload() if hasattr(llm.model, "unload") else llm.model.get_base_model()
+
+
+def test_an_adapted_soft_prompt_serves_the_scores_it_has_in_process(tiny_train_config, tmp_path: Path) -> None:  # noqa: ANN001
+    """A soft prompt on top of a LoRA run (what `finmed finance adapt` trains) exported and served: level
+    distributions equal LocalLLM's within 1e-4 (fp32), and the run's calibrated threshold comes along."""
+    import json
+
+    import numpy as np
+
+    from core.finetune.run import run_training
+    from core.quantize.export import export_model
+    from core.quantize.precisions import ExportOptions
+    from domains.finance.llm import OnnxLLM
+
+    lora = run_training(tiny_train_config("output.name=lora", "train.lr=0.05"), show_progress=False)
+    adapt = run_training(
+        tiny_train_config(f"model.base={lora}", "method.name=prompt_tuning", "method.num_virtual_tokens=8",
+                          "output.name=adapt", "train.lr=0.05"),
+        show_progress=False,
+    )  # fmt: skip
+    (adapt / "calibration.json").write_text(json.dumps({"threshold": 0.37}))
+    local = LocalLLM(adapter=adapt, batch_size=2)
+    folder = export_model(options=ExportOptions("fp32"), out_dir=tmp_path / "adapt-fp32", run_dir=adapt).path
+    served = OnnxLLM(folder)
+    prompts = _risk_prompts(local)
+    expected, got = local.level_probs(prompts), served.level_probs(prompts)
+    assert not np.isnan(got).any()
+    assert np.abs(expected - got).max() < 1e-4
+    assert served.threshold == local.threshold == 0.37
