@@ -278,7 +278,8 @@ def bench_ceiling(onnx_dir: Path, mix: dict[str, Any]) -> dict[str, Any]:
     """
     import numpy as np
 
-    from core.serving.engine import GenRequest, LoadedModel
+    from core.serving.engine import LoadedModel
+    from core.serving.gen_request import GenRequest
 
     model = LoadedModel("ceiling", onnx_dir, device="cpu", prefix_slots=0)
     reqs = requests_of(mix, 64)

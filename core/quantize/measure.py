@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from core.serving.engine import GenRequest, LoadedModel
+from core.serving.engine import LoadedModel
+from core.serving.gen_request import GenRequest
 
 DECODE_TOKENS = 32
 TIMING_REPEATS = 3

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from core.errors import FinmedError
 from core.serving.config import ModelSpec
-from core.serving.engine import GenRequest, LoadedModel
+from core.serving.engine import LoadedModel
+from core.serving.gen_request import GenRequest
 from core.serving.serving_metrics import ServingMetrics
 
 log = logging.getLogger("finmed.serving")

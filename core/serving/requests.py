@@ -7,7 +7,8 @@ from typing import Any
 
 from core.errors import ValidationError
 from core.serving.batcher import AdapterWorker, ModelWorker
-from core.serving.engine import MIN_PREFIX_TOKENS, Constraint, GenRequest
+from core.serving.engine import MIN_PREFIX_TOKENS
+from core.serving.gen_request import Constraint, GenRequest
 from core.serving.schemas import SamplingFields, SchemaFormat
 
 DEFAULT_MAX_TOKENS = 16

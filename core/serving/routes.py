@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from core.errors import FinmedError, ValidationError
 from core.serving.batcher import ModelWorker
-from core.serving.engine import GenRequest
+from core.serving.gen_request import GenRequest
 from core.serving.requests import build_request
 from core.serving.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 from core.serving.state import get_state

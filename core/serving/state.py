@@ -24,7 +24,8 @@ from core.errors import ConflictError, DatabaseError, FinmedError, NotFoundError
 from core.rate_limit import FailureLimiter
 from core.serving.batcher import AdapterWorker, ModelWorker
 from core.serving.config import ServeConfig, resolve_model_folder
-from core.serving.engine import GenRequest, LoadedModel
+from core.serving.engine import LoadedModel
+from core.serving.gen_request import GenRequest
 from core.serving.requests import build_request
 from core.serving.schemas import SamplingFields
 from core.serving.serving_metrics import ServingMetrics

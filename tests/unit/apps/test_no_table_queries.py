@@ -1,5 +1,5 @@
-"""Acceptance: no page (apps/ and each domain's page.py) imports a table class (pages call services that check the role); type-only imports and
-constants (ROLES) are fine."""
+"""Acceptance: no page (apps/ and each domain's page.py) imports a table class (pages call services that check the
+role); type-only imports and constants (ROLES) are fine."""
 
 from __future__ import annotations
 

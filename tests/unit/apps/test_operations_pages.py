@@ -107,10 +107,10 @@ def test_status_lists_jobs(people: dict[str, SignedIn]) -> None:
 
 def test_data_filter_report_tab(people: dict[str, SignedIn]) -> None:
     """A report `finmed data filter`'s code wrote under the data folder: its tiers and reasons show, counts intact."""
-    from core.errors import PermissionDenied
     from core.data.checks import DataChecks
     from core.data.filter import FilterOptions, run_filter
     from core.data.reports import list_filter_reports
+    from core.errors import PermissionDenied
 
     def record(user: str, answer: str) -> str:
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]

@@ -75,7 +75,7 @@ def test_mixed_requests_batch_by_adapter(state: ServingState) -> None:
         del worker.model.generate
     assert seen and all(len(adapters) == 1 for adapters, _ in seen), seen
     assert max(size for _, size in seen) > 1, f"the requests were queued together, so some should share a batch: {seen}"
-    by_name = {name: [list(r.token_ids) for r in reqs if (r.adapter or "base") == name] for name in ("a1", "a2", "base")}
+    by_name = {n: [list(r.token_ids) for r in reqs if (r.adapter or "base") == n] for n in ("a1", "a2", "base")}
     assert by_name["a1"] == _answers(state, "m-a1")
     assert by_name["a2"] == _answers(state, "m-a2")
 
@@ -104,7 +104,8 @@ def _rewrite(folder: Path, change) -> None:  # noqa: ANN001
     file = folder / ADAPTER_FILE
     params = {k: v.numpy() for k, v in ort.AdapterFormat.read_adapter(str(file)).get_parameters().items()}
     fmt = ort.AdapterFormat()
-    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in change(params).items()})
+    changed = change(params)
+    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in changed.items()})
     fmt.export_adapter(str(file))
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from core.serving.batcher import ModelWorker, QueueFull, RequestTimeout
 from core.serving.config import ModelSpec
-from core.serving.engine import Constraint, GenRequest, LoadedModel
+from core.serving.engine import LoadedModel
+from core.serving.gen_request import Constraint, GenRequest
 from core.serving.serving_metrics import ServingMetrics
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.serving.engine import Constraint, GenRequest, LoadedModel
+from core.serving.engine import LoadedModel
+from core.serving.gen_request import Constraint, GenRequest
 
 REPO = Path(__file__).resolve().parents[4]
 SYSTEM = "<|im_start|>system\nYou are a careful analyst. Follow the rules below and answer in one line.<|im_end|>\n"
