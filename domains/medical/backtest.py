@@ -3,9 +3,11 @@
 Report order is kept: stage 2 trains on the first 80% of usable reports (findings and impression) and drafts the
 last 20%. Three variants, each exported at the recommended precision and drafted through the serving engine
 (domains.medical.drafting.InProcessEngine over core.serving's ServingState): `base` (no adapter), `stage2` (the
-hospital adapter on the plain base) and `two_stage` (the hospital adapter on the stage-1 base). Stage 1 is trained
-once per base and settings and cached under DATA_DIR/medical/stage1-cache. Writes metrics.json (exactly the keys
-METRICS_KEYS / VARIANT_KEYS), drafts.jsonl and report.md (a table and examples side by side).
+hospital adapter on the plain base) and `two_stage` (the hospital adapter on the stage-1 base). Stage 1 trains on
+its own mix (domains.medical.training.Stage1Mix: vocabulary records and a general corpus of reports in other styles;
+the caller leaves the hospital's and the test reports' styles out of it) for its own number of steps, and is trained
+once per base, settings and mix and cached under DATA_DIR/medical/stage1-cache. Writes metrics.json (exactly the
+keys METRICS_KEYS / VARIANT_KEYS), drafts.jsonl and report.md (a table and examples side by side).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from domains.medical.drafting import Draft, InProcessEngine, draft_reports
 from domains.medical.exports import RECOMMENDED_PRECISION, export_folder
 from domains.medical.ingest import Ingested, Report
 from domains.medical.labeler import label_report
-from domains.medical.training import CONFIGS, read_lineage, train_stage1, train_stage2
+from domains.medical.training import CONFIGS, Stage1Mix, read_lineage, train_stage1, train_stage2
 
 VARIANTS = ("base", "stage2", "two_stage")
 VARIANT_KEYS = ("rouge_l", "bleu4", "finding_f1_micro", "finding_f1_macro", "agreement", "p95_latency_ms")
@@ -36,11 +38,12 @@ TRAIN_SHARE = 0.8
 
 @dataclass
 class BacktestResult:
-    """metrics.json's content, the drafts per variant and the test reports."""
+    """metrics.json's content, the drafts per variant, the test reports and the stage-1 base's lineage."""
 
     metrics: dict[str, Any]
     drafts: dict[str, list[Draft]] = field(default_factory=dict)
     test: list[Report] = field(default_factory=list)
+    stage1: dict[str, Any] = field(default_factory=dict)
 
 
 def split(reports: list[Report], share: float = TRAIN_SHARE) -> tuple[list[Report], list[Report]]:
@@ -71,19 +74,19 @@ def variant_metrics(drafts: list[Draft], references: list[Report]) -> dict[str, 
     }
 
 
-def stage1_cache(data_dir: Path, base: str, overrides: list[str], per_source: int) -> Path:
-    """The cache folder of stage 1 for a base and settings (keyed by base, overrides, config file and records)."""
-    key = json.dumps([base, overrides, per_source, (CONFIGS / "medical-stage1.yaml").read_text()], sort_keys=True)
+def stage1_cache(data_dir: Path, base: str, overrides: list[str], mix: Stage1Mix) -> Path:
+    """The cache folder of stage 1 for a base and settings (keyed by base, overrides, config file and mix)."""
+    key = json.dumps([base, overrides, mix.as_dict(), (CONFIGS / "medical-stage1.yaml").read_text()], sort_keys=True)
     return Path(data_dir) / "medical" / "stage1-cache" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def cached_stage1(data_dir: Path, *, base: str, overrides: list[str], per_source: int = 400) -> Path:
+def cached_stage1(data_dir: Path, *, base: str, overrides: list[str], mix: Stage1Mix) -> Path:
     """The stage-1 base folder for `base`, trained now unless the cache holds it."""
-    cache = stage1_cache(data_dir, base, overrides, per_source)
+    cache = stage1_cache(data_dir, base, overrides, mix)
     folder = cache / "stage1-base"
     if read_lineage(folder):
         return folder
-    _, folder = train_stage1(cache, base=base, overrides=overrides, per_source=per_source, show_progress=False)
+    _, folder = train_stage1(cache, base=base, overrides=overrides, mix=mix, show_progress=False)
     return folder
 
 
@@ -95,8 +98,10 @@ def run_backtest(
     data_dir: Path,
     hospital: str = "",
     overrides: list[str] | None = None,
+    stage1_overrides: list[str] | None = None,
+    stage2_overrides: list[str] | None = None,
+    stage1_mix: Stage1Mix | None = None,
     precision: str = RECOMMENDED_PRECISION,
-    per_source: int = 400,
     say: Callable[[str], None] = lambda _msg: None,
     advance: Callable[[int], None] = lambda _n: None,
 ) -> BacktestResult:
@@ -106,28 +111,33 @@ def run_backtest(
         base: the base model ('default', a folder).
         data_dir: where stage 1 is cached.
         hospital: the hospital the adapters are named for (default: the reports' own, else "hospital").
-        overrides: `section.key=value` overrides of both stage configs (e.g. train.max_steps=60).
+        overrides: `section.key=value` overrides of both stage configs (e.g. dataset.max_length=160).
+        stage1_overrides, stage2_overrides: overrides of one stage only, applied after `overrides` (e.g. each
+            stage's train.max_steps; stage 1 otherwise trains configs/medical-stage1.yaml's own steps).
+        stage1_mix: stage 1's records (default Stage1Mix(): every synthetic style; a caller that knows the styles of
+            its reports leaves them out with Stage1Mix.excluding).
         say, advance: progress callbacks (step names; drafts finished).
     """
     usable, skipped = ingested.usable(need_impression=True)
     train, test = split(usable)
     hospital = hospital or (train[0].hospital or "hospital")
-    overrides = list(overrides or [])
+    stage2 = [*(overrides or []), *(stage2_overrides or [])]
+    stage1 = [*(overrides or []), *(stage1_overrides or [])]
     out = Path(out)
     folders: dict[str, Path] = {}
     say("exporting the base model")
     folders["base"] = export_folder(out / "exports" / "base", model=base, precision=precision)
     say("stage 2 on the plain base")
-    run = train_stage2(train, out / "runs" / "stage2", hospital=hospital, base=base, overrides=overrides,
+    run = train_stage2(train, out / "runs" / "stage2", hospital=hospital, base=base, overrides=stage2,
                        show_progress=False)  # fmt: skip
     folders["stage2"] = export_folder(out / "exports" / "stage2", run_dir=run, precision=precision)
-    say("stage 1 (cached once per base and settings)")
-    stage1 = cached_stage1(data_dir, base=base, overrides=overrides, per_source=per_source)
+    say("stage 1 (cached once per base, settings and mix)")
+    stage1_base = cached_stage1(data_dir, base=base, overrides=stage1, mix=stage1_mix or Stage1Mix())
     say("stage 2 on the stage-1 base")
-    run = train_stage2(train, out / "runs" / "two_stage", hospital=hospital, base=str(stage1), overrides=overrides,
+    run = train_stage2(train, out / "runs" / "two_stage", hospital=hospital, base=str(stage1_base), overrides=stage2,
                        show_progress=False)  # fmt: skip
     folders["two_stage"] = export_folder(out / "exports" / "two_stage", run_dir=run, precision=precision)
-    result = BacktestResult({}, test=test)
+    result = BacktestResult({}, test=test, stage1=read_lineage(stage1_base))
     for name in VARIANTS:
         say(f"drafting {len(test)} studies with {name}")
         engine = InProcessEngine(folders[name], name=f"medical-{name.replace('_', '-')}")
@@ -139,6 +149,18 @@ def run_backtest(
     result.metrics.update({"n_train": len(train), "n_test": len(test), "skipped": skipped})
     write_report(result, out, precision=precision)
     return result
+
+
+def stage1_line(lineage: dict[str, Any]) -> str:
+    """One line saying what the two_stage variant's stage 1 trained on (records per source, styles, steps)."""
+    if not lineage:
+        return "Stage 1: no lineage recorded."
+    records, mix = lineage.get("records", {}), lineage.get("mix") or {}
+    sources = ", ".join(f"{k} {v}" for k, v in sorted(records.get("by_source", {}).items()))
+    steps = lineage.get("config", {}).get("train", {}).get("max_steps")
+    styles = ", ".join(mix.get("styles", [])) or "none"
+    return (f"Stage 1 (two_stage): {records.get('count', 0)} records ({sources}); general-corpus styles: {styles}; "
+            f"seed {mix.get('seed')}; max {steps} steps.")  # fmt: skip
 
 
 def _fmt(value: float) -> str:
@@ -162,6 +184,8 @@ def write_report(result: BacktestResult, out: Path, *, precision: str, examples:
         "",
         f"Train reports (first 80%): {m['n_train']}; test reports: {m['n_test']}; skipped: {skipped}. "
         f"Drafts served at {precision} through the serving engine.",
+        "",
+        stage1_line(result.stage1),
         "",
         "| variant | " + " | ".join(VARIANT_KEYS) + " |",
         "|---" * (len(VARIANT_KEYS) + 1) + "|",

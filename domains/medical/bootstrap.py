@@ -2,11 +2,12 @@
 install, skipping whatever is already done.
 
 1. Synthetic reports of one demo hospital (DATA_DIR/medical/demo/), unless present.
-2. If the hospital has no registered model version: stage 1 (unless its base folder exists), registered as
-   `medical-stage1`, then the hospital's stage-2 adapter, registered as `medical-<hospital>`; both exported at
+2. If the hospital has no registered model version: stage 1 (unless its base folder exists; its general corpus
+   leaves the demo hospital's style out), registered as `medical-stage1`, then the hospital's stage-2 adapter,
+   registered as `medical-<hospital>`; both exported at
    exports.RECOMMENDED_PRECISION beside fp32 and registered with their measured drop (fp32 when the recommended
-   precision fails the accuracy gate), so the model server serves them. The quick profile (`tiny`) trains a few
-   steps on a few records.
+   precision fails the accuracy gate), so the model server serves them. Stage 1 trains 60 steps here (a quick start);
+   the quick profile (`tiny`) trains a few steps on a few records.
 3. The hospital's prior reports indexed in the vector store (idempotent: stable ids).
 4. Demo studies drafted through ServingState.generate, stored and routed to the radiologist worklist, unless
    drafts for them exist.
@@ -33,7 +34,7 @@ def bootstrap(ctx: BootstrapContext) -> dict[str, Any]:
     from domains.medical.ingest import read_reports
     from domains.medical.synthetic import generate, write_folder
     from domains.medical.tables import MedicalDraft
-    from domains.medical.training import quick_overrides, train_stage1, train_stage2
+    from domains.medical.training import Stage1Mix, quick_overrides, train_stage1, train_stage2
 
     say = ctx.progress
     root = pipeline.medical_dir(ctx.data_dir)
@@ -52,8 +53,12 @@ def bootstrap(ctx: BootstrapContext) -> dict[str, Any]:
         base_folder = pipeline.stage1_base(ctx.data_dir)
         if not base_folder.is_dir():
             say("medical: training stage 1 (general medical knowledge)" + (" (quick profile)" if ctx.tiny else ""))
-            train_stage1(base_folder.parent, base=ctx.base_model, overrides=overrides,
-                         per_source=20 if ctx.tiny else 400, show_progress=False)  # fmt: skip
+            mix = (Stage1Mix(reports=24, per_source=20) if ctx.tiny else Stage1Mix()).excluding(HOSPITAL)
+            # `finmed up` keeps to 60 stage-1 steps (the full 240 of configs/medical-stage1.yaml take ~15 min on 2
+            # cores); `finmed medical train --stage 1` trains the full config
+            steps = overrides or ["train.max_steps=60"]
+            train_stage1(base_folder.parent, base=ctx.base_model, overrides=steps, mix=mix,
+                         show_progress=False)  # fmt: skip
         if pipeline.STAGE1_NAME not in have:
             say("medical: exporting stage 1 and measuring it against fp32")
             with session_scope(ctx.engine) as session:

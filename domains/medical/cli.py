@@ -49,18 +49,22 @@ def _write_jsonl(rows: list[dict], out: Path) -> None:
 def synth(
     out: Path = typer.Option(..., "--out", help="Output folder (one .txt report per file)."),
     n: int = typer.Option(200, "--n", help="Number of reports."),
-    hospital: str = typer.Option("st_marys", help="Hospital style: st_marys, northgate, riverside or lakeside."),
+    hospital: str = typer.Option(
+        "st_marys",
+        help="Report style: a hospital's (st_marys, northgate, riverside, lakeside) or a public corpus's "
+        "(public_archive, public_teaching).",
+    ),
     seed: int = typer.Option(0, help="Random seed."),
     phi: bool = typer.Option(False, "--phi", help="Add a patient banner (name, MRN, date, phone) to test masking."),
     crlf: bool = typer.Option(False, "--crlf", help="Write Windows line endings."),
 ) -> None:
     """Write seeded synthetic chest radiograph reports in one hospital's style."""
-    from domains.medical.synthetic import HOSPITALS, generate, write_folder
+    from domains.medical.synthetic import STYLES, generate, write_folder
 
     if n < 1:
         raise ValidationError("--n must be at least 1")
-    if hospital not in HOSPITALS:
-        raise ValidationError(f"--hospital {hospital!r}: one of {', '.join(HOSPITALS)}")
+    if hospital not in STYLES:
+        raise ValidationError(f"--hospital {hospital!r}: one of {', '.join(STYLES)}")
     write_folder(generate(n, hospital=hospital, seed=seed, phi=phi), out, crlf=crlf)
     console.print(f"wrote {n} {hospital} reports to {out}")
 
@@ -88,6 +92,12 @@ def train(
     from_base: bool = typer.Option(False, "--from-base", help="Stage 2: start from the plain base, not stage 1."),
     base: str = typer.Option(None, "--base", help="Base model (default FINMED_BASE_MODEL); stage 1 trains on it."),
     corpus: Path = typer.Option(None, "--corpus", help="Stage 1: extra JSONL records (messages/alpaca/prompt)."),
+    exclude_styles: list[str] = typer.Option(
+        None,
+        "--exclude-style",
+        help="Stage 1: leave this synthetic report style out of the general corpus "
+        "(repeatable), e.g. the style of a hospital you will test on.",
+    ),
     out: Path = typer.Option(None, "--out", help="Output folder (default DATA_DIR/medical/stage1 or /runs)."),
     sets: list[str] = typer.Option(None, "--set", help="Config override section.key=value (repeatable)."),
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
@@ -97,7 +107,7 @@ def train(
 ) -> None:
     """Train stage 1 (merged into a stage-1 base) or a hospital's stage-2 LoRA; optionally export and register."""
     from domains.medical import pipeline
-    from domains.medical.training import train_stage1, train_stage2
+    from domains.medical.training import Stage1Mix, train_stage1, train_stage2
 
     settings = get_settings()
     base = base or settings.base_model
@@ -105,7 +115,8 @@ def train(
         if reports or hospital or from_base:
             raise ValidationError("--reports, --hospital and --from-base belong to --stage 2")
         target = out or pipeline.stage1_base(settings.data_dir).parent
-        run, folder = train_stage1(target, base=base, corpus=corpus, overrides=sets)
+        mix = Stage1Mix().excluding(*(exclude_styles or []))
+        run, folder = train_stage1(target, base=base, corpus=corpus, overrides=sets, mix=mix)
         console.print(f"stage 1 run {run}; stage-1 base {folder} (lineage.json inside)")
         if register_as:
             _register(lambda s, u: pipeline.register_stage1(s, user=u, data_dir=settings.data_dir, base_folder=folder),
@@ -116,8 +127,8 @@ def train(
     if reports is None or not hospital:
         raise ValidationError("--stage 2 needs --reports DIR|FILE and --hospital NAME")
     pipeline.check_hospital(hospital)
-    if corpus is not None:
-        raise ValidationError("--corpus belongs to --stage 1")
+    if corpus is not None or exclude_styles:
+        raise ValidationError("--corpus and --exclude-style belong to --stage 1")
     if not from_base:
         stage1 = pipeline.stage1_base(settings.data_dir)
         if not stage1.is_dir():
@@ -212,18 +223,34 @@ def draft(
 def backtest(
     reports: Path = typer.Option(..., "--reports", help=REPORTS_HELP),
     out: Path = typer.Option(..., "--out", help="Output folder for metrics.json, drafts.jsonl and report.md."),
-    max_steps: int = typer.Option(60, "--max-steps", help="Optimizer steps of each training stage."),
+    max_steps: int = typer.Option(60, "--max-steps", help="Optimizer steps of each stage-2 training."),
     hospital: str = typer.Option(None, "--hospital", help="Hospital name of the adapters (default: the reports')."),
     base: str = typer.Option(None, "--base", help="Base model (default FINMED_BASE_MODEL)."),
     sets: list[str] = typer.Option(None, "--set", help="Config override of both stages, section.key=value."),
     mapping: list[str] = typer.Option(None, "--map", help=MAP_HELP),
-    stage1_records: int = typer.Option(400, "--stage1-records", help="Stage-1 records per vocabulary source."),
+    stage1_records: int = typer.Option(200, "--stage1-records", help="Stage-1 records per vocabulary source."),
+    stage1_reports: int = typer.Option(
+        1200,
+        "--stage1-reports",
+        help="Stage-1 general-corpus study -> impression records (synthetic reports in the styles not excluded).",
+    ),
+    stage1_exclude: list[str] = typer.Option(
+        None,
+        "--stage1-exclude-style",
+        help="Leave this synthetic style out of stage 1's general corpus "
+        "(repeatable): the style of your reports, if they are synthetic.",
+    ),
+    stage1_steps: int = typer.Option(
+        None, "--stage1-steps", help="Stage-1 optimizer steps (default: configs/medical-stage1.yaml's)."
+    ),
 ) -> None:
     """Order-kept backtest: stage 2 on the first 80%, drafts for the last 20%, base vs stage2 vs two_stage."""
     from domains.medical.backtest import VARIANTS, run_backtest
+    from domains.medical.training import Stage1Mix
 
-    if max_steps < 1:
-        raise ValidationError("--max-steps must be at least 1")
+    if max_steps < 1 or (stage1_steps is not None and stage1_steps < 1):
+        raise ValidationError("--max-steps and --stage1-steps must be at least 1")
+    mix = Stage1Mix(reports=stage1_reports, per_source=stage1_records).excluding(*(stage1_exclude or []))
     settings = get_settings()
     ingested = _read(reports, mapping, hospital or "")
     usable, _ = _usable(ingested, need_impression=True)
@@ -232,7 +259,8 @@ def backtest(
         steps = progress.add_task("backtest", total=7 + 3 * n_test)
         result = run_backtest(
             ingested, out, base=base or settings.base_model, data_dir=settings.data_dir, hospital=hospital or "",
-            overrides=[f"train.max_steps={max_steps}", *(sets or [])], per_source=stage1_records,
+            overrides=list(sets or []), stage2_overrides=[f"train.max_steps={max_steps}"],
+            stage1_overrides=[f"train.max_steps={stage1_steps}"] if stage1_steps else [], stage1_mix=mix,
             say=lambda msg: (progress.update(steps, description=msg), progress.advance(steps)),
             advance=lambda k: progress.advance(steps, k),
         )  # fmt: skip

@@ -10,6 +10,8 @@ on spaCy 3.8. spaCy's trained models cannot be downloaded here, so sentences are
 `?` and line breaks end a scope) before the pipeline runs, and NegEx terminations ("but", "however", an
 uncertainty cue) end a scope inside a sentence.
 
+bench/medical.py measures it against hand-written, hand-labelled sentences (bench/assets/labeler_gold.jsonl).
+
 Per finding the strongest mention wins: present > uncertain > absent (the CheXpert labeler's aggregation);
 findings never mentioned are left out. `no_finding` is dropped when any other finding but a device is present or
 uncertain.
@@ -30,7 +32,9 @@ __all__ = ["FINDINGS", "Mention", "label_report", "mentions"]
 PRESENT, UNCERTAIN, ABSENT = "present", "uncertain", "absent"
 RANK = {ABSENT: 0, UNCERTAIN: 1, PRESENT: 2}
 IGNORED = "_other"  # phrases that look like a finding but are not one (pericardial effusion, no change)
-NOT_FINDINGS = ("pericardial effusion", "joint effusion", "soft tissue mass", "abdominal mass")
+# air in the soft tissues (subcutaneous emphysema) is not pulmonary emphysema
+NOT_FINDINGS = ("pericardial effusion", "joint effusion", "soft tissue mass", "soft tissue masses", "abdominal mass",
+                "subcutaneous emphysema", "surgical emphysema")  # fmt: skip
 DEVICE_LIKE = ("support_devices", "endotracheal_tube", "enteric_tube", "central_venous_catheter", "chest_tube")
 
 UNCERTAIN_BEFORE = [
@@ -39,12 +43,16 @@ UNCERTAIN_BEFORE = [
     "concerning for", "concern for", "questionable", "question of", "equivocal", "suspected", "presumed",
     "borderline", "differential includes", "differential diagnosis includes", "versus", "vs", "vs.",
     "cannot exclude", "can not exclude", "cannot rule out", "can not rule out", "evaluate for", "eval for",
-    "assess for", "rule out", "r/o", "either",
+    "assess for", "rule out", "r/o", "either", "suggests", "suggest", "favored to represent", "favored to be",
+    "favoring", "raise concern for", "raises concern for",
 ]  # fmt: skip
+# Hedges that do not end a negation's scope: "no consolidation to suggest pneumonia" negates both.
+HEDGES_IN_NEGATION = ("suggests", "suggest")
 UNCERTAIN_AFTER = [
     "is not excluded", "not excluded", "cannot be excluded", "can not be excluded", "cannot be ruled out",
     "not ruled out", "is possible", "is suspected", "is questioned", "versus", "vs", "vs.", "is likely",
-    "is probable", "is questionable", "not entirely excluded",
+    "is probable", "is questionable", "not entirely excluded", "are likely", "are possible", "are suspected",
+    "are probable", "is a consideration",
 ]  # fmt: skip
 NEGATION_BEFORE_EXTRA = [
     "resolved",
@@ -57,6 +65,7 @@ NEGATION_BEFORE_EXTRA = [
     "clearing of",
     "no evidence of",
     "no radiographic evidence of",
+    "absent",
 ]
 NEGATION_AFTER_EXTRA = [
     "has resolved",
@@ -79,6 +88,11 @@ NEGATION_AFTER_EXTRA = [
     "not identified",
     "is not identified",
     "not present",
+    "no longer present",
+    "no longer visible",
+    "no longer evident",
+    "no longer identified",
+    "removal",
 ]
 # Moved out of negspacy's clinical negations: in radiology they hedge ("atelectasis versus pneumonia").
 NEGATION_MOVED = ("versus", "evaluate for", "rule out", "rules out", "r/o", "ro")
@@ -94,8 +108,20 @@ NEGATION_PSEUDO_EXTRA = [
     "not entirely excluded",
     "no interval change",
     "not significantly changed",
+    # partly resolved is still there
+    "nearly resolved",
+    "almost resolved",
+    "largely resolved",
+    "partially resolved",
+    "partial resolution",
+    "incompletely resolved",
+    "not resolved",
+    "not fully resolved",
+    "not completely resolved",
 ]
-TERMINATION_EXTRA = ["there is", "there are", "there has been", "otherwise", "with new", "while", "whereas"]
+# "after", "following", "since" start a clause of its own: "pneumothorax after chest tube removal"
+TERMINATION_EXTRA = ["there is", "there are", "there has been", "otherwise", "with new", "while", "whereas", "after",
+                     "following", "since"]  # fmt: skip
 _SENTENCE = re.compile(r"[^.;!?\n]+(?:[.;!?]+|$)", re.MULTILINE)
 
 
@@ -114,7 +140,8 @@ def _termsets() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     from negspacy.termsets import termset
 
     base = termset("en_clinical").get_patterns()
-    hedges = [t for t in UNCERTAIN_BEFORE if "not" not in t and "exclude" not in t and "rule" not in t]
+    hedges = [t for t in UNCERTAIN_BEFORE if "not" not in t and "exclude" not in t and "rule" not in t
+              and t not in HEDGES_IN_NEGATION]  # fmt: skip
     negation = {
         "pseudo_negations": base["pseudo_negations"] + NEGATION_PSEUDO_EXTRA,
         "preceding_negations": [t for t in base["preceding_negations"] if t not in NEGATION_MOVED]

@@ -2,9 +2,11 @@
 
 Findings come with negations, hedges, devices and comparisons; the impression is consistent with the findings
 (positives stated, hedged findings hedged, otherwise "no acute process"); each hospital has its own style: header
-set, terse or narrative sentences, numbered or prose impressions, inline or own-line headers. Written from general
-knowledge of how such reports read, not copied from any corpus. Every report carries its intended labels
-(`truth`), so the labeler can be measured against them sentence by sentence.
+set, terse or narrative sentences, numbered, bulleted or prose impressions, inline or own-line headers. Four styles
+are hospitals' (HOSPITALS: the backtest trains on one and tests on another); two more (PUBLIC_STYLES) stand for a
+general, public corpus of chest reports, no hospital's own, that stage 1 learns from (domains.medical.training).
+Written from general knowledge of how such reports read, not copied from any corpus. Every report carries its
+intended labels (`truth`), so the labeler can be checked against them sentence by sentence.
 """
 
 from __future__ import annotations
@@ -123,12 +125,13 @@ COMPARISONS = ("___", "Chest radiograph from ___.", "None.", "Prior study of ___
 
 @dataclass(frozen=True)
 class Style:
-    """How one hospital writes: header words, terse or narrative, numbered impressions, inline headers."""
+    """How one hospital writes: header words, terse or narrative, numbered or bulleted impressions, inline headers."""
 
     name: str
     headers: dict[str, str]
     preamble: str = ""
     numbered: bool = False
+    bullets: bool = False
     inline: bool = False
     colon: bool = True
     upper: bool = True
@@ -157,8 +160,23 @@ STYLES: dict[str, Style] = {
         {"examination": "Exam", "indication": "Reason for exam", "findings": "Findings", "impression": "Summary"},
         colon=False, upper=False, numbered=True, normal_impression="No acute cardiopulmonary abnormality.",
     ),
+    # a public archive's layout: upper-case headers, clinical history, bulleted impressions
+    "public_archive": Style(
+        "public_archive",
+        {"examination": "EXAMINATION", "indication": "CLINICAL HISTORY", "comparison": "COMPARISON",
+         "findings": "FINDINGS", "impression": "IMPRESSION"},
+        bullets=True, normal_impression="No acute intrathoracic process.",
+    ),
+    # a teaching file's layout: mixed-case headers, prose conclusions
+    "public_teaching": Style(
+        "public_teaching",
+        {"indication": "Clinical details", "technique": "Technique", "findings": "Findings",
+         "impression": "Conclusions"},
+        upper=False, normal_impression="No acute cardiopulmonary disease.",
+    ),
 }  # fmt: skip
-HOSPITALS = tuple(STYLES)
+PUBLIC_STYLES = ("public_archive", "public_teaching")
+HOSPITALS = tuple(s for s in STYLES if s not in PUBLIC_STYLES)
 
 
 @dataclass
@@ -232,7 +250,12 @@ def make_report(rng: random.Random, style: Style, report_id: str, *, phi: bool =
     body = " ".join(s for s, _ in sentences)
     if impression:
         items = [p[0].upper() + p[1:] for p in impression]
-        imp = "\n".join(f"{i}. {p}." for i, p in enumerate(items, 1)) if style.numbered else ". ".join(items) + "."
+        if style.numbered:
+            imp = "\n".join(f"{i}. {p}." for i, p in enumerate(items, 1))
+        elif style.bullets:
+            imp = "\n".join(f"- {p}." for p in items)
+        else:
+            imp = ". ".join(items) + "."
     else:
         imp = ("1. " if style.numbered else "") + style.normal_impression
     values = {
@@ -243,9 +266,9 @@ def make_report(rng: random.Random, style: Style, report_id: str, *, phi: bool =
         "findings": body,
         "impression": imp,
     }
-    colon = ":" if style.colon else ""
-    parts = [f"{_header(style, s)}{colon} {values[s]}" if style.colon else f"{_header(style, s)}\n{values[s]}"
-             for s in style.headers]  # fmt: skip
+    own_line = {"impression"} if style.bullets and impression else set()  # a bulleted list starts below its header
+    parts = [f"{_header(style, s)}: {values[s]}" if style.colon and s not in own_line
+             else f"{_header(style, s)}{':' if style.colon else ''}\n{values[s]}" for s in style.headers]  # fmt: skip
     text = (
         ("  " if style.inline else "\n\n").join(parts) if not style.inline else "  ".join(parts[:-1]) + "\n" + parts[-1]
     )
@@ -263,13 +286,13 @@ def make_report(rng: random.Random, style: Style, report_id: str, *, phi: bool =
 
 
 def generate(n: int, *, hospital: str = "st_marys", seed: int = 0, phi: bool = False) -> list[SyntheticReport]:
-    """`n` reports of one hospital's style, seeded.
+    """`n` reports of one style (a hospital's or a public corpus's), seeded.
 
     Raises:
-        KeyError: unknown hospital style (the message lists the styles).
+        KeyError: unknown style (the message lists the styles).
     """
     if hospital not in STYLES:
-        raise KeyError(f"unknown hospital style {hospital!r}: one of {', '.join(HOSPITALS)}")
+        raise KeyError(f"unknown report style {hospital!r}: one of {', '.join(STYLES)}")
     rng = random.Random(f"{hospital}:{seed}")
     return [make_report(rng, STYLES[hospital], f"{hospital}-{i:05d}", phi=phi) for i in range(n)]
 

@@ -41,7 +41,8 @@ def test_synth_label_and_backtest(tmp_path: Path, env: dict[str, str]) -> None:
     assert all(set(x["labels"]) <= set(FINDINGS) for x in lines)
     out = tmp_path / "bt"
     done = run("medical", "backtest", "--reports", str(reports), "--max-steps", "2", "--out", str(out),
-               "--stage1-records", "10", *QUICK, env=env)  # fmt: skip
+               "--stage1-records", "10", "--stage1-reports", "8", "--stage1-steps", "2", "--stage1-exclude-style",
+               "riverside", *QUICK, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert tuple(metrics) == METRICS_KEYS
@@ -49,6 +50,14 @@ def test_synth_label_and_backtest(tmp_path: Path, env: dict[str, str]) -> None:
     assert metrics["n_train"] == 10 and metrics["n_test"] == 2 and metrics["skipped"] == {"no impression section": 1}
     assert "| two_stage |" in (out / "report.md").read_text()
     assert (Path(env["FINMED_DATA_DIR"]) / "medical" / "stage1-cache").is_dir()  # stage 1 cached for the next run
+    # stage 1's mix is recorded: vocabulary records and a general corpus without the reports' own style
+    (lineage,) = (Path(env["FINMED_DATA_DIR"]) / "medical" / "stage1-cache").glob("*/stage1-base/lineage.json")
+    recorded = json.loads(lineage.read_text())
+    assert recorded["mix"]["reports"] == 8 and "riverside" not in recorded["mix"]["styles"]
+    corpus = {k: v for k, v in recorded["records"]["by_source"].items() if k.startswith("general-corpus:")}
+    assert sum(corpus.values()) == 8 and "general-corpus:riverside" not in corpus
+    assert recorded["config"]["train"]["max_steps"] == 2
+    assert "Stage 1 (two_stage): " in (out / "report.md").read_text()
 
 
 def test_train_register_draft_store_and_sign(tmp_path: Path, env: dict[str, str]) -> None:

@@ -52,6 +52,60 @@ def test_labels(text: str, expected: dict[str, str]) -> None:
     assert label_report(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Mends found with the hand-labelled sentences of bench/assets/labeler_gold.jsonl (its dev split); each
+        # with a case that must fire and one that must not.
+        # air in the soft tissues is not pulmonary emphysema
+        ("Subcutaneous emphysema along the chest wall.", {}),
+        ("Emphysema in the upper lobes.", {"emphysema": "present"}),
+        ("Soft tissue masses in the left axilla.", {}),
+        ("Masses in both lungs.", {"lung_lesion": "present"}),
+        # "no longer present / visible" negates what comes before it
+        ("Pleural effusions are no longer present.", {"pleural_effusion": "absent"}),
+        ("The nodule is still present.", {"nodule": "present"}),
+        # partly resolved is still there
+        ("The effusion has nearly resolved.", {"pleural_effusion": "present"}),
+        ("Atelectasis has partially resolved.", {"atelectasis": "present"}),
+        ("The effusion has resolved.", {"pleural_effusion": "absent"}),
+        # "suggests" hedges, but stays inside a negation's scope
+        ("The appearance suggests pneumonia.", {"pneumonia": "uncertain"}),
+        ("No focal consolidation to suggest pneumonia.", {"consolidation": "absent", "pneumonia": "absent"}),
+        # "favored to represent", "are likely", "is a consideration" hedge
+        ("The consolidation is favored to represent pneumonia.",
+         {"consolidation": "present", "pneumonia": "uncertain"}),
+        ("The consolidation represents pneumonia.", {"consolidation": "present", "pneumonia": "present"}),
+        ("Small effusions are likely present.", {"pleural_effusion": "uncertain"}),
+        ("Small effusions are present.", {"pleural_effusion": "present"}),
+        ("Pneumonia is a consideration.", {"pneumonia": "uncertain"}),
+        # "absent" before a list negates it; after a finding, "absent on the prior" does not
+        ("Absent pneumothorax, effusion and consolidation.",
+         {"pneumothorax": "absent", "pleural_effusion": "absent", "consolidation": "absent"}),
+        ("Pleural effusion, absent on the prior study, is new.", {"pleural_effusion": "present"}),
+        # a removed device is absent; "after" / "since" end the scope so what precedes keeps its own status
+        ("Small pneumothorax after chest tube removal.", {"pneumothorax": "present", "chest_tube": "absent"}),
+        ("Pneumothorax, unchanged since removal of the chest tube.",
+         {"pneumothorax": "present", "chest_tube": "absent"}),
+        ("No pneumothorax after chest tube removal.", {"pneumothorax": "absent", "chest_tube": "absent"}),
+        ("No pneumothorax following right IJ central line placement.",
+         {"pneumothorax": "absent", "central_venous_catheter": "present", "support_devices": "present"}),
+        # vocabulary: a tracheostomy tube is a support device, not an endotracheal tube
+        ("Tracheostomy tube in place.", {"support_devices": "present"}),
+        ("Endotracheal tube in place.", {"endotracheal_tube": "present", "support_devices": "present"}),
+        ("Right IJ line in the SVC.", {"central_venous_catheter": "present", "support_devices": "present"}),
+        ("Right IJ approach.", {}),
+        ("Fluid in the pleural space.", {"pleural_effusion": "present"}),
+        ("Air in the pleural space.", {"pneumothorax": "present"}),
+        ("The pleural space is partly imaged.", {}),
+        ("No acute intrathoracic abnormality.", {"no_finding": "present"}),
+        ("Acute intrathoracic abnormality.", {}),
+    ],
+)  # fmt: skip
+def test_mends_from_the_hand_labelled_set(text: str, expected: dict[str, str]) -> None:
+    assert label_report(text) == expected
+
+
 def test_mentions_point_at_the_words() -> None:
     text = "FINDINGS: No effusion.\nIMPRESSION: Cardiomegaly."
     found = [(text[m.start : m.end], m.finding, m.status) for m in mentions(text)]
