@@ -180,6 +180,8 @@ def compare_answers(exports: dict[str, Any], prompts: dict[str, list[str]]) -> d
                 "prompts": len(texts),
                 "equal": sum(a == b for a, b in zip(shared, merged, strict=True)),
                 "differs_from_base": sum(a != b for a, b in zip(shared, base, strict=True)),
+                "shared_ids": [list(map(int, a)) for a in shared],
+                "merged_ids": [list(map(int, a)) for a in merged],
             }
         return out
     finally:
@@ -224,8 +226,9 @@ def memory(exports: dict[str, Any], prompts: list[str], work: Path) -> dict[str,
     adapters = {n: str(p) for n, p in exports["adapters"].items()}
     spec = {"models": {"base": str(exports["base"])}, "adapters": {"base": adapters}, "ask": names, "prompts": prompts}
     shared = _measure(spec, work)
+    slots_only = _measure({"models": {"base": str(exports["base"])}, "ask": ["base"], "prompts": prompts}, work)
     copies = [_measure({"models": {n: str(exports["merged"][n])}, "ask": [n], "prompts": prompts}, work) for n in names]
-    return {"shared": shared, "copies": copies}
+    return {"shared": shared, "slots_only": slots_only, "copies": copies}
 
 
 # ---- latency ----------------------------------------------------------------------------------------------------
@@ -285,6 +288,8 @@ def report(res: dict[str, Any], out: Path) -> None:
         "| configuration | resident MB | peak MB |",
         "|---|---|---|",
         f"| one server: base + {k} adapters | {a['rss_mb_shared']:.0f} | {a['peak_mb_shared']:.0f} |",
+        f"| one server: the base with slots, no adapter | {a['rss_mb_slots_only']:.0f} | "
+        f"{a['peak_mb_slots_only']:.0f} |",
         f"| one server: one full export | {a['rss_mb_one_copy']:.0f} | {a['peak_mb_one_copy']:.0f} |",
         f"| {k} servers of full exports (sum) | {a['rss_mb_copies']:.0f} | {a['peak_mb_copies']:.0f} |",
         "",
@@ -307,6 +312,20 @@ def report(res: dict[str, Any], out: Path) -> None:
     for precision, rows in res["answers"].items():
         for name, row in rows.items():
             lines.append(f"| {name} | {precision} | {row['prompts']} | {row['equal']} | {row['differs_from_base']} |")
+    if res.get("against_fp32"):
+        lines += [
+            "",
+            f"At {res['precision']} the two differ in what is quantized: the merged export rounds W + BA, the shared "
+            "base rounds W and adds BA in float. Which stays closer to the fp32 model (the merged fp32 export's "
+            "greedy answers)?",
+            "",
+            f"| adapter | shared base {res['precision']} = fp32 | merged {res['precision']} = fp32 |",
+            "|---|---|---|",
+            *[
+                f"| {n} | {r['shared']}/{r['prompts']} | {r['merged']}/{r['prompts']} |"
+                for n, r in res["against_fp32"].items()
+            ],
+        ]
     lat = res["latency"]
     lines += [
         "",
@@ -380,6 +399,18 @@ def main() -> None:
         print("latency", flush=True)
         lat = latency(serving, texts[0])
         copies = mem["copies"]
+        against_fp32 = {}
+        if args.precision != "fp32":
+            for name, row in answers[args.precision].items():
+                reference = answers["fp32"][name]["merged_ids"]
+                against_fp32[name] = {
+                    "prompts": row["prompts"],
+                    "shared": sum(a == b for a, b in zip(row["shared_ids"], reference, strict=True)),
+                    "merged": sum(a == b for a, b in zip(row["merged_ids"], reference, strict=True)),
+                }
+        for rows in answers.values():
+            for row in rows.values():
+                del row["shared_ids"], row["merged_ids"]
         k = len(copies)
         res = {
             "command": "PYTHONPATH=$PWD .venv/bin/python bench/adapters.py " + " ".join(sys.argv[1:]),
@@ -391,6 +422,7 @@ def main() -> None:
             "size_mb": {k_: round(v, 2) for k_, v in serving["size_mb"].items()},
             "export_seconds": {k_: round(v, 1) for k_, v in serving["seconds"].items()},
             "answers": answers,
+            "against_fp32": against_fp32,
             "latency": lat,
             "adapters": {
                 "k": k,
@@ -401,6 +433,8 @@ def main() -> None:
                 "rss_mb_one_copy": statistics.mean(c["rss_mb"] for c in copies),
                 "peak_mb_one_copy": statistics.mean(c["peak_mb"] for c in copies),
                 "after_imports_mb": mem["shared"]["after_imports_mb"],
+                "rss_mb_slots_only": mem["slots_only"]["rss_mb"],
+                "peak_mb_slots_only": mem["slots_only"]["peak_mb"],
                 "ratio_to_one_copy": mem["shared"]["rss_mb"] / statistics.mean(c["rss_mb"] for c in copies),
                 "ratio_to_copies": mem["shared"]["rss_mb"] / sum(c["rss_mb"] for c in copies),
                 "switch_ms": lat["alternating_ms"] - lat["same_adapter_ms"],

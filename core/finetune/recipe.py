@@ -64,6 +64,20 @@ def resolve_paths(config: TrainConfig) -> TrainConfig:
     return resolved
 
 
+def resolve_mixed_precision(setting: str, device: torch.device) -> str:
+    """train.mixed_precision as it runs on `device`: "auto" becomes bf16 where bfloat16 is computed natively (CUDA
+    with bf16 support; a CPU whose oneDNN has AVX512-BF16 or AMX kernels), else fp32 (emulated bf16 is slower)."""
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        native = False
+    return "bf16" if native else "fp32"
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """CUDA max allocated on GPU; process peak resident set size on CPU (ru_maxrss is in KiB on Linux)."""
     if device.type == "cuda":
@@ -102,6 +116,7 @@ class Recipe:
         self.accelerator: Any = None
         self.averages = False
         self.metrics: TrainingMetrics | None = None
+        self.mixed_precision = "fp32"  # train.mixed_precision as resolved for the device in setup()
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -135,6 +150,7 @@ class Recipe:
             self.total_steps = min(self.total_steps, cfg.train.max_steps)
 
         self.device = self.world.device
+        self.mixed_precision = resolve_mixed_precision(cfg.train.mixed_precision, self.device)
         model, _ = self._build_model(total_steps=self.total_steps, base=model)
         self.model = model.to(self.device, dtype=getattr(torch, cfg.model.dtype))
         self.trainable, self.total_params = count_parameters(self.model)
@@ -262,10 +278,13 @@ class Recipe:
 
     # ----------------------------------------------------------------------------------------------- training
     def _forward(self, batch: dict[str, torch.Tensor], num_items: int | None = None) -> torch.Tensor:
-        """The model's loss: the answer-token mean, or (distributed) the summed loss / `num_items`."""
-        if num_items is None:
-            return self.module(**batch).loss
-        return self.module(**batch, num_items_in_batch=num_items).loss
+        """The model's loss: the answer-token mean, or (distributed) the summed loss / `num_items`; under bfloat16
+        autocast with train.mixed_precision bf16 (backward follows the dtypes the forward recorded)."""
+        bf16 = self.mixed_precision == "bf16"
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            if num_items is None:
+                return self.module(**batch).loss.float()
+            return self.module(**batch, num_items_in_batch=num_items).loss.float()
 
     def _optimizer_steps(self) -> Any:
         """Yield lists of micro-batches, one list per optimizer step, from the current step onwards."""
@@ -515,6 +534,7 @@ class Recipe:
             "first_train_loss": train_rows[0]["loss"] if train_rows else None,
             "last_train_loss": train_rows[-1]["loss"] if train_rows else None,
             "method": self.config.method.name,
+            "mixed_precision": self.mixed_precision,
             "base": self.config.model.base,
             "trainable_params": self.trainable,
             "total_params": self.total_params,

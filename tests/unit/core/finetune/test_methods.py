@@ -97,3 +97,21 @@ def test_lora_layers_count_from_the_top_and_a_missing_layer_is_refused(tiny_trai
         _train(tiny_train_config, "lora", "method.lora_layers=[-3, -1]")
     with pytest.raises(ValidationError, match="names a layer twice"):
         _train(tiny_train_config, "lora", "method.lora_layers=[1, -1]")
+
+
+def test_bf16_mixed_precision_lowers_loss_and_keeps_float32_weights(tiny_train_config) -> None:
+    """train.mixed_precision=bf16: the same fixed batch still learns, and the trained weights stay float32."""
+    recipe, _, run = _train(tiny_train_config, "lora", "train.mixed_precision=bf16")
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert losses[-1] < losses[0] - 0.01, losses
+    trained = [p for p in recipe.model.parameters() if p.requires_grad]
+    assert trained and all(p.dtype == torch.float32 for p in trained)
+
+
+def test_mixed_precision_auto_follows_the_device() -> None:
+    from core.finetune.recipe import resolve_mixed_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_mixed_precision("fp32", cpu) == "fp32" and resolve_mixed_precision("bf16", cpu) == "bf16"
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert resolve_mixed_precision("auto", cpu) == ("bf16" if native else "fp32")
