@@ -6,7 +6,7 @@ install, skipping whatever is already done.
    leaves the demo hospital's style out), registered as `medical-stage1`, then the hospital's stage-2 adapter,
    registered as `medical-<hospital>`; both exported at
    exports.RECOMMENDED_PRECISION beside fp32 and registered with their measured drop (fp32 when the recommended
-   precision fails the accuracy gate), so the model server serves them. Stage 1 trains 60 steps here (a quick start);
+   precision fails the accuracy gate), so the model server serves them. Stage 1 trains 40 steps here (a quick start);
    the quick profile (`tiny`) trains a few steps on a few records.
 3. The hospital's prior reports indexed in the vector store (idempotent: stable ids).
 4. Demo studies drafted through ServingState.generate, stored and routed to the radiologist worklist, unless
@@ -54,9 +54,9 @@ def bootstrap(ctx: BootstrapContext) -> dict[str, Any]:
         if not base_folder.is_dir():
             say("medical: training stage 1 (general medical knowledge)" + (" (quick profile)" if ctx.tiny else ""))
             mix = (Stage1Mix(reports=24, per_source=20) if ctx.tiny else Stage1Mix()).excluding(HOSPITAL)
-            # `finmed up` keeps to 60 stage-1 steps (the full 240 of configs/medical-stage1.yaml take ~15 min on 2
+            # `finmed up` keeps to 40 stage-1 steps (the full 240 of configs/medical-stage1.yaml take ~15 min on 2
             # cores); `finmed medical train --stage 1` trains the full config
-            steps = overrides or ["train.max_steps=60"]
+            steps = overrides or ["train.max_steps=40"]
             train_stage1(base_folder.parent, base=ctx.base_model, overrides=steps, mix=mix,
                          show_progress=False)  # fmt: skip
         if pipeline.STAGE1_NAME not in have:
