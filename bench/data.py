@@ -154,17 +154,22 @@ def inject(records: list[dict], seed: int) -> tuple[list[bytes], dict[int, str]]
             user["content"] = re.sub(r"(amount: [\d.]+ )[A-Z]{3}", r"\1XQZ", user["content"], count=1)
         elif defect == "mojibake":
             user["content"] = user["content"].replace("—", "â€”").replace("features:", "featuresâ€™:")
-        line = json.dumps(obj, ensure_ascii=False).encode("utf-8")
-        if defect == "truncated_json":
-            line = line[: len(line) // 2]
         if defect in ("exact_duplicate", "near_duplicate") and not clean:
             defect = None
-        if defect:
-            truth[len(lines) + 1] = defect
-        else:
-            clean.append(len(lines))
-        lines.append(line)
+        _append(lines, clean, truth, obj, defect)
     return lines, truth
+
+
+def _append(lines: list[bytes], clean: list[int], truth: dict[int, str], obj: dict, defect: str | None) -> None:
+    """Add one raw JSONL line (cut in half for truncated_json), noting its defect by line number or it as clean."""
+    line = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    if defect == "truncated_json":
+        line = line[: len(line) // 2]
+    if defect:
+        truth[len(lines) + 1] = defect
+    else:
+        clean.append(len(lines))
+    lines.append(line)
 
 
 def caught(rejected: Path, truth: dict[int, str], caught_by: dict[str, set[str]], repaired: int) -> dict:
@@ -517,14 +522,7 @@ def inject_medical(records: list[dict], truths: list[dict[str, str]], seed: int)
             user["content"] = re.sub(
                 r"INDICATION: (.)", lambda m: f"INDICATION: Patientâ€™s {m.group(1).lower()}", user["content"], count=1
             )
-        line = json.dumps(obj, ensure_ascii=False).encode("utf-8")
-        if defect == "truncated_json":
-            line = line[: len(line) // 2]
-        if defect:
-            truth[len(lines) + 1] = defect
-        else:
-            clean.append(len(lines))
-        lines.append(line)
+        _append(lines, clean, truth, obj, defect)
     return lines, truth
 
 

@@ -166,6 +166,17 @@ def _prefixed(exc: FinmedError, where: str) -> FinmedError:
         return FinmedError(f"{where}: {exc}")
 
 
+def _pick(versions: list[ModelVersion]) -> tuple[ModelVersion | None, str]:
+    """Of one name's versions (newest first): the promoted one, else the newest registered that passes the accuracy
+    gate; (None, why) when there is none."""
+    promoted = [v for v in versions if v.status == "promoted"]
+    candidates = promoted or [v for v in versions if v.status == "registered"]
+    pick = next((v for v in candidates if v.status == "promoted" or check_accuracy_gate(v).ok), None)
+    if pick is not None:
+        return pick, ""
+    return None, check_accuracy_gate(candidates[0]).message if candidates else "every version is retired"
+
+
 def serving_versions(session: Session) -> tuple[list[ModelVersion], list[str]]:
     """The version of each registered model the server should load, and notes on the names left out.
 
@@ -179,11 +190,8 @@ def serving_versions(session: Session) -> tuple[list[ModelVersion], list[str]]:
     for name, versions in by_name.items():
         if versions[0].parent_id is not None:
             continue  # adapters: `serving_adapters`, once their bases are chosen
-        promoted = [v for v in versions if v.status == "promoted"]
-        candidates = promoted or [v for v in versions if v.status == "registered"]
-        pick = next((v for v in candidates if v.status == "promoted" or check_accuracy_gate(v).ok), None)
+        pick, reason = _pick(versions)
         if pick is None:
-            reason = check_accuracy_gate(candidates[0]).message if candidates else "every version is retired"
             notes.append(f"{name}: not served ({reason})")
         elif not (Path(pick.path) / "genai_config.json").is_file():
             notes.append(f"{name} v{pick.version}: not served, its folder {pick.path} is gone")
@@ -205,11 +213,8 @@ def serving_adapters(
     for version in session.scalars(query.order_by(ModelVersion.name, ModelVersion.version.desc())):
         by_name.setdefault(version.name, []).append(version)
     for name, versions in by_name.items():
-        promoted = [v for v in versions if v.status == "promoted"]
-        candidates = promoted or [v for v in versions if v.status == "registered"]
-        pick = next((v for v in candidates if v.status == "promoted" or check_accuracy_gate(v).ok), None)
+        pick, reason = _pick(versions)
         if pick is None:
-            reason = check_accuracy_gate(candidates[0]).message if candidates else "every version is retired"
             notes.append(f"{name}: not served ({reason})")
         elif pick.parent_id not in served:
             notes.append(f"{name} v{pick.version}: not served, the base version it runs on is not the one served")

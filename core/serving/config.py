@@ -15,6 +15,13 @@ from core.errors import ValidationError as FinmedValidationError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
 
+def _valid_name(value: str) -> str:
+    """A model or adapter name as clients send it in `model` (ValueError, for pydantic, otherwise)."""
+    if not _NAME.match(value):
+        raise ValueError("must be 1-100 letters, digits or ._:- and start with a letter or digit")
+    return value
+
+
 class AdapterSpec(BaseModel):
     """A LoRA adapter served on its base model (an adapter export from `finmed export --run RUN --as-adapter`)."""
 
@@ -29,9 +36,7 @@ class AdapterSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("must be 1-100 letters, digits or ._:- and start with a letter or digit")
-        return value
+        return _valid_name(value)
 
 
 class ModelSpec(BaseModel):
@@ -88,9 +93,7 @@ class ModelSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("must be 1-100 letters, digits or ._:- and start with a letter or digit")
-        return value
+        return _valid_name(value)
 
 
 class ServeConfig(BaseModel):
