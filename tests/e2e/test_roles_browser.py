@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.auth import COOKIE
 from tests.e2e.test_up_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy
 
 pytestmark = [
@@ -51,6 +52,13 @@ def _sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text(f"Signed in as {username}").wait_for(timeout=60_000)
+    # The app writes its sign-in cookie from a script it injects after the rerun (apps/auth.py): a fresh load (goto)
+    # before the script has run lands on the sign-in form. Wait for the cookie, so every later load is signed in.
+    for _ in range(300):
+        if any(c["name"] == COOKIE for c in page.context.cookies()):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the app did not write its sign-in cookie {COOKIE} within 30 s of signing in")
 
 
 def _open(page, title: str) -> None:  # type: ignore[no-untyped-def]
