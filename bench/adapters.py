@@ -16,8 +16,9 @@ In one run, on the default model:
    adapters request by request (an adapter switch between batches), and on the merged export (no slots): ms per
    request and the cost of the slots' extra MatMuls.
 
-Writes adapters.md and adapters.json into --out (default bench/results); the JSON holds
-"adapters": {"k", "rss_mb_shared", "rss_mb_copies", ...} as the serving issue asks.
+Writes adapters.md and adapters.json into --out (default bench/results), and records the JSON's
+"adapters": {"k", "rss_mb_shared", "rss_mb_copies", ...} in --out/serve.json beside bench/serve.py's figures
+(bench/serve.py keeps that key when it rewrites the file).
 
     PYTHONPATH=$PWD .venv/bin/python bench/adapters.py              # quiet cores; about 25 min on 2 cores
     PYTHONPATH=$PWD .venv/bin/python bench/adapters.py --tiny --allow-busy --out /tmp/x   # smoke, ~1 min
@@ -352,6 +353,16 @@ def report(res: dict[str, Any], out: Path) -> None:
     ]
     (out / "adapters.md").write_text("\n".join(lines) + "\n")
     (out / "adapters.json").write_text(json.dumps(portable(res), indent=2) + "\n")
+    _record_in_serve(res, out / "serve.json")
+
+
+def _record_in_serve(res: dict[str, Any], path: Path) -> None:
+    """Put the memory comparison under "adapters" in serve.json beside bench/serve.py's figures, naming the
+    command and machine it came from; serve.json's other keys are left as bench/serve.py wrote them."""
+    serve = json.loads(path.read_text()) if path.exists() else {}
+    serve["adapters"] = {**portable(res["adapters"]), "command": res["command"], "machine": res["machine"],
+                         "precision": res["precision"]}
+    path.write_text(json.dumps(serve, indent=2) + "\n")
 
 
 def main() -> None:
