@@ -18,7 +18,8 @@ In one run, on the default model:
 
 Writes adapters.md and adapters.json into --out (default bench/results), and records the JSON's
 "adapters": {"k", "rss_mb_shared", "rss_mb_copies", ...} in --out/serve.json beside bench/serve.py's figures
-(bench/serve.py keeps that key when it rewrites the file).
+(bench/serve.py keeps that key when it rewrites the file); `--record-only` records a finished run's
+adapters.json there without measuring again.
 
     PYTHONPATH=$PWD .venv/bin/python bench/adapters.py              # quiet cores; about 25 min on 2 cores
     PYTHONPATH=$PWD .venv/bin/python bench/adapters.py --tiny --allow-busy --out /tmp/x   # smoke, ~1 min
@@ -373,10 +374,19 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a tiny random model, few steps (smoke test)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--allow-busy", action="store_true")
+    parser.add_argument(
+        "--record-only",
+        action="store_true",
+        help="measure nothing: record --out/adapters.json's finished run under \"adapters\" in --out/serve.json",
+    )
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
+        return
+    if args.record_only:
+        _record_in_serve(json.loads((args.out / "adapters.json").read_text()), args.out / "serve.json")
+        print(f"recorded {args.out / 'adapters.json'} in {args.out / 'serve.json'}")
         return
     machine = require_quiet(allow_busy=args.allow_busy)
     started = time.perf_counter()
