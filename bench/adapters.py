@@ -385,7 +385,10 @@ def main() -> None:
         memory_child(*args.memory_child)
         return
     if args.record_only:
-        _record_in_serve(json.loads((args.out / "adapters.json").read_text()), args.out / "serve.json")
+        finished = args.out / "adapters.json"
+        if not finished.is_file():
+            parser.error(f"--record-only: {finished} does not exist (run bench/adapters.py without it first)")
+        _record_in_serve(json.loads(finished.read_text()), args.out / "serve.json")
         print(f"recorded {args.out / 'adapters.json'} in {args.out / 'serve.json'}")
         return
     machine = require_quiet(allow_busy=args.allow_busy)
